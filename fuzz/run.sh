@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# run.sh BUILD SECONDS - run every libFuzzer target in BUILD/fuzz for SECONDS each,
+# starting from the seed corpus in fuzz/corpus/<target>/ (plus the guest images for the
+# ELF loader). A crash fails the run and leaves the reproducer in BUILD/fuzz/artifacts/.
+set -euo pipefail
+build=${1:?usage: run.sh BUILD SECONDS}
+secs=${2:-20}
+here=$(cd "$(dirname "$0")" && pwd)
+
+shopt -s nullglob
+targets=("$build"/fuzz/fuzz_*)
+if [ ${#targets[@]} -eq 0 ]; then
+	echo "fuzz/run.sh: no fuzz targets in $build/fuzz (configure with CC=clang -Dfuzz=true)" >&2
+	exit 1
+fi
+mkdir -p "$build/fuzz/artifacts"
+for t in "${targets[@]}"; do
+	[ -x "$t" ] || continue
+	name=$(basename "$t")
+	corpus="$build/fuzz/corpus-$name"
+	mkdir -p "$corpus"
+	[ -d "$here/corpus/$name" ] && cp -n "$here/corpus/$name"/* "$corpus"/ 2>/dev/null || true
+	if [ "$name" = fuzz_pvh ]; then
+		cp -n "$build"/guest/*.elf "$corpus"/ 2>/dev/null || true
+	fi
+	echo "fuzz: $name for ${secs}s"
+	"$t" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 \
+		-artifact_prefix="$build/fuzz/artifacts/$name-" -print_final_stats=1 \
+		"$corpus" 2>&1 | tail -n 12
+done
+echo "fuzz: all targets ran clean"

@@ -1,0 +1,134 @@
+/*
+ * vm.h - a virtual machine: guest RAM, vCPUs (one thread each), devices and the run
+ * state machine created -> running <-> paused -> shut down.
+ *
+ * vm_pause() stops every vCPU at an instruction boundary and returns only when all of
+ * them have stopped, so a caller that gets 0 back may read and write all guest state.
+ */
+#ifndef HV_VM_H
+#define HV_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hv/accel.h"
+#include "hv/error.h"
+#include "hv/io.h"
+#include "hv/mem.h"
+
+#define VM_MAX_VCPUS 64
+#define VM_NAME_MAX  64
+
+enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_SHUTDOWN };
+
+/* Why a VM shut down. */
+enum vm_exit_kind {
+	VM_EXIT_NONE,
+	VM_EXIT_GUEST,	     /* debug-exit port: code is the byte the guest wrote */
+	VM_EXIT_TRIPLE_FAULT,
+	VM_EXIT_HALTED,	     /* every vCPU halted with interrupts off */
+	VM_EXIT_ERROR,	     /* internal error; reason says what */
+	VM_EXIT_REQUESTED,   /* the VMM asked (quit command, signal) */
+};
+
+/* Exit status of `hv run` when the VM did not exit through the debug port. */
+#define VM_STATUS_CRASH 125
+
+struct vm_config {
+	char name[VM_NAME_MAX];
+	uint64_t ram_size;	 /* bytes */
+	unsigned nvcpus;
+	bool deterministic;	 /* emu only: time derives from the instruction count */
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	pthread_t thread;
+	void *accel;		/* backend-private */
+	bool parked;		/* under vm->lock: stopped at an instruction boundary */
+};
+
+struct uart;
+struct debug_exit;
+
+struct vm {
+	struct vm_config cfg;
+	struct guest_mem mem;
+	struct io_bus io;
+	const struct accel_ops *accel;
+	void *accel_vm;		/* backend-private per-VM state */
+	struct vcpu vcpu[VM_MAX_VCPUS];
+	unsigned nvcpus;
+
+	pthread_mutex_t lock;	/* protects everything below */
+	pthread_cond_t cond;	/* signalled on every run-state change */
+	enum vm_state state;
+	bool pause_req;		/* vCPUs must park at the next boundary */
+	bool threads_started;
+	unsigned nparked;
+	enum vm_exit_kind exit_kind;
+	int exit_code;
+	char exit_reason[256];
+
+	/* Deterministic stop: vCPU 0 stops (the VM pauses) when its icount reaches this. */
+	_Atomic uint64_t stop_at_icount; /* 0 = none */
+
+	struct uart *uart;
+	struct debug_exit *dbgexit;
+	int console_out;	/* fd the UART writes to (stdout by default) */
+	int console_in;		/* fd the UART reads from, -1 for none */
+};
+
+/*
+ * vm_create - allocate RAM, initialise the backend @accel and @cfg->nvcpus vCPUs, and
+ * register the standard devices (UART on console_out/console_in, debug-exit). The VM is
+ * left in VM_CREATED; nothing runs until vm_start(). On failure everything is undone.
+ */
+int vm_create(struct vm *vm, const struct vm_config *cfg, const struct accel_ops *accel,
+	      int console_out, int console_in, struct hv_error *err);
+
+/* vm_start - start one thread per vCPU; the VM becomes VM_RUNNING. */
+int vm_start(struct vm *vm, struct hv_error *err);
+
+/*
+ * vm_pause - stop every vCPU at an instruction boundary; returns 0 once all have
+ * stopped (VM_PAUSED), -1 if the VM is not running.
+ */
+int vm_pause(struct vm *vm, struct hv_error *err);
+
+/* vm_resume - let paused vCPUs run again. */
+int vm_resume(struct vm *vm, struct hv_error *err);
+
+/*
+ * vm_run_until - deterministic mode only (one vCPU): run until vCPU 0 has retired
+ * exactly @icount instructions in total, then pause. Returns 0 when paused there, 1 if
+ * the VM shut down first, -1 on error.
+ */
+int vm_run_until(struct vm *vm, uint64_t icount, struct hv_error *err);
+
+/*
+ * vm_shutdown - record why the VM ends and stop every vCPU. Callable from any thread,
+ * including vCPU threads and device handlers; the first call wins.
+ */
+void vm_shutdown(struct vm *vm, enum vm_exit_kind kind, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* vm_wait - block until the VM has shut down; returns vm->exit_code or VM_STATUS_CRASH. */
+int vm_wait(struct vm *vm);
+
+/* vm_should_stop - for backends: true when the vCPU must return from vcpu_run. */
+bool vm_should_stop(struct vm *vm);
+
+/* vm_get_state / vm_set_state - vCPU state; the VM must be paused or created. */
+int vm_get_state(struct vm *vm, unsigned cpu, struct x86_state *s, struct hv_error *err);
+int vm_set_state(struct vm *vm, unsigned cpu, const struct x86_state *s, struct hv_error *err);
+
+/* vm_destroy - stop threads, free the backend, devices and RAM. Safe after a failure. */
+void vm_destroy(struct vm *vm);
+
+const char *vm_state_name(enum vm_state s);
+
+#endif
