@@ -64,7 +64,10 @@ static inline uint64_t dirty_bitmap_words(const struct guest_mem *m)
  */
 uint64_t dirty_harvest(struct guest_mem *m, uint64_t *out);
 
-/* dirty_rate - smoothed estimate of bytes dirtied per second (0 before two harvests). */
+/*
+ * dirty_rate - smoothed estimate of bytes dirtied per second, measured over the intervals
+ * between dirty_start() and each harvest (0 until the first harvest after dirty_start()).
+ */
 double dirty_rate(struct guest_mem *m);
 
 #endif

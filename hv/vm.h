@@ -4,6 +4,22 @@
  *
  * vm_pause() stops every vCPU at an instruction boundary and returns only when all of
  * them have stopped, so a caller that gets 0 back may read and write all guest state.
+ *
+ * Each vCPU thread loops: park while a pause is requested, then call accel->vcpu_run().
+ * Stopping a vCPU therefore means: set vm->stop_req (pause or shutdown), then kick it.
+ * The contract for backends:
+ *  - vcpu_run checks vm_should_stop() on entry and whenever it sees a kick, and returns
+ *    0 at an instruction boundary when it is true (kicks may arrive before vcpu_run is
+ *    entered; vm_pause re-kicks every 10 ms until all vCPUs have parked, so a lost kick
+ *    only costs latency);
+ *  - vcpu_run returning 0 while no stop is requested is simply called again, so a backend
+ *    must block (not spin) while its vCPU is halted;
+ *  - at the deterministic stop point (icount == vm->stop_at_icount) the backend calls
+ *    vm_request_pause() and returns 0; the thread parks, and the last vCPU to park moves
+ *    the VM to VM_PAUSED, which wakes vm_run_until();
+ *  - on a guest-initiated end (debug-exit, triple fault, halt with nothing to wake it)
+ *    the backend calls vm_shutdown() and returns 0; on an internal error it returns -1
+ *    and the VM shuts down with VM_EXIT_ERROR and the backend's message.
  */
 #ifndef HV_VM_H
 #define HV_VM_H
@@ -49,6 +65,7 @@ struct vcpu {
 	pthread_t thread;
 	void *accel;		/* backend-private */
 	bool parked;		/* under vm->lock: stopped at an instruction boundary */
+	bool thread_started;	/* vm_start() created this vCPU's thread */
 };
 
 struct uart;
@@ -69,12 +86,19 @@ struct vm {
 	bool pause_req;		/* vCPUs must park at the next boundary */
 	bool threads_started;
 	unsigned nparked;
+	unsigned nlive;		/* vCPU threads that have not exited */
 	enum vm_exit_kind exit_kind;
 	int exit_code;
 	char exit_reason[256];
 
 	/* Deterministic stop: vCPU 0 stops (the VM pauses) when its icount reaches this. */
 	_Atomic uint64_t stop_at_icount; /* 0 = none */
+
+	/* vm_should_stop(): set with pause_req or by shutdown, cleared by resume. */
+	_Atomic bool stop_req;
+	bool sync_ready;	/* lock and cond initialised */
+	bool accel_ready;	/* accel->vm_init succeeded */
+	unsigned nvcpus_ready;	/* vCPUs for which accel->vcpu_init succeeded */
 
 	struct uart *uart;
 	struct debug_exit *dbgexit;
@@ -104,8 +128,10 @@ int vm_resume(struct vm *vm, struct hv_error *err);
 
 /*
  * vm_run_until - deterministic mode only (one vCPU): run until vCPU 0 has retired
- * exactly @icount instructions in total, then pause. Returns 0 when paused there, 1 if
- * the VM shut down first, -1 on error.
+ * exactly @icount instructions in total, then pause. Starts the VM if it is still
+ * VM_CREATED, resumes it if paused. Returns 0 when paused there, 1 if the VM shut down
+ * first, -1 on error (not deterministic, already past @icount, or the backend stopped
+ * somewhere else).
  */
 int vm_run_until(struct vm *vm, uint64_t icount, struct hv_error *err);
 
@@ -116,13 +142,31 @@ int vm_run_until(struct vm *vm, uint64_t icount, struct hv_error *err);
 void vm_shutdown(struct vm *vm, enum vm_exit_kind kind, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* vm_wait - block until the VM has shut down; returns vm->exit_code or VM_STATUS_CRASH. */
+/*
+ * vm_request_pause - for backends (and any thread): ask every vCPU to park, without
+ * waiting. The VM becomes VM_PAUSED once all have parked (see vm_run_until). No-op once
+ * shut down.
+ */
+void vm_request_pause(struct vm *vm);
+
+/*
+ * vm_wait - block until the VM has shut down and every vCPU thread has left vcpu_run.
+ * Returns the exit status for `hv run`: the guest's byte for VM_EXIT_GUEST, exit_code for
+ * VM_EXIT_REQUESTED (the requester chooses, e.g. 128 + signal), VM_STATUS_CRASH otherwise.
+ */
 int vm_wait(struct vm *vm);
 
-/* vm_should_stop - for backends: true when the vCPU must return from vcpu_run. */
-bool vm_should_stop(struct vm *vm);
+/* vm_should_stop - for backends: true when the vCPU must return from vcpu_run. Cheap
+ * (one atomic load); call it when a kick is seen. */
+static inline bool vm_should_stop(struct vm *vm)
+{
+	return atomic_load_explicit(&vm->stop_req, memory_order_acquire);
+}
 
-/* vm_get_state / vm_set_state - vCPU state; the VM must be paused or created. */
+/*
+ * vm_get_state / vm_set_state - vCPU state; the VM must be created, paused, or shut down
+ * with every vCPU thread gone (after vm_wait), e.g. to report where a triple fault hit.
+ */
 int vm_get_state(struct vm *vm, unsigned cpu, struct x86_state *s, struct hv_error *err);
 int vm_set_state(struct vm *vm, unsigned cpu, const struct x86_state *s, struct hv_error *err);
 

@@ -90,8 +90,8 @@ enum x86_sreg { X86_ES, X86_CS, X86_SS, X86_DS, X86_FS, X86_GS, X86_NR_SREGS };
 /* Exception vectors. */
 enum x86_vector {
 	X86_DE = 0, X86_DB = 1, X86_NMI = 2, X86_BP = 3, X86_OF_VEC = 4, X86_BR = 5,
-	X86_UD = 6, X86_NM = 7, X86_DF = 8, X86_TS = 10, X86_NP = 11, X86_SS_VEC = 12,
-	X86_GP = 13, X86_PF = 14, X86_MF = 16, X86_AC_VEC = 17, X86_MC = 18, X86_XM = 19,
+	X86_UD = 6, X86_NM = 7, X86_DF_VEC = 8, X86_TS = 10, X86_NP = 11, X86_SS_VEC = 12,
+	X86_GP = 13, X86_PF_VEC = 14, X86_MF = 16, X86_AC_VEC = 17, X86_MC = 18, X86_XM = 19,
 };
 
 /* #PF error code bits. */

@@ -37,6 +37,7 @@ enum emu_mode {
 #define EMU_ATTN_TIMER (1U << 2) /* the LAPIC timer may have expired */
 #define EMU_ATTN_HLT   (1U << 3) /* hlt executed */
 #define EMU_ATTN_MODE  (1U << 4) /* mode/CPL changed (informational) */
+#define EMU_ATTN_EPOCH (1U << 5) /* the dirty-log epoch moved: reload it at the boundary */
 
 /* Soft TLB: direct-mapped, one entry per linear page. */
 #define EMU_TLB_BITS 8

@@ -1,0 +1,267 @@
+/*
+ * hv.c - the `hv` program: one VMM process per VM.
+ *
+ * `hv run` builds a VM from its options, loads a PVH kernel, runs it in the foreground
+ * with the guest console on stdout and exits with the guest's debug-exit byte. Everything
+ * that can be checked before the guest starts is checked here first, so bad input ends
+ * with one "hv: ..." line and status 2 rather than a half-started VM. See docs/hv.1.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hv/loader/pvh.h"
+#include "hv/vm.h"
+#include "toolstack/size.h"
+
+#ifndef HV_VERSION
+#define HV_VERSION "0.1.0"
+#endif
+
+#define EXIT_USAGE 2 /* bad arguments, bad kernel, or the VM could not be set up */
+
+static const char usage_main[] = "usage: hv run [OPTIONS] KERNEL    run a VM in the foreground\n"
+                                 "       hv --help | --version\n"
+                                 "\n"
+                                 "Run 'hv run --help' for the options of 'run'.\n";
+
+static const char usage_run[] =
+    "usage: hv run [OPTIONS] KERNEL\n"
+    "\n"
+    "Run the PVH kernel KERNEL (an ELF with a XEN_ELFNOTE_PHYS32_ENTRY note) in a new VM.\n"
+    "The guest console (8250 UART at 0x3f8) is connected to stdin/stdout; hv exits with\n"
+    "the byte the guest writes to the debug-exit port 0xf4.\n"
+    "\n"
+    "  -n, --name NAME        name used in messages (default: KERNEL's file name)\n"
+    "  -m, --memory SIZE      guest RAM, e.g. 512M or 2G (default 128M; 2M..1T)\n"
+    "  -c, --vcpus N          number of vCPUs, 1..64 (default 1)\n"
+    "  -a, --accel ACCEL      auto, kvm or emu (default auto: kvm if usable, else emu)\n"
+    "  -k, --cmdline STRING   kernel command line (at most 4095 bytes)\n"
+    "  -d, --deterministic    emu only, 1 vCPU: time derives from the instruction count\n"
+    "  -h, --help             show this help\n"
+    "\n"
+    "Exit status: the guest's debug-exit byte; 125 if the guest crashed (triple fault,\n"
+    "internal error); 128+N when stopped by signal N; 2 for bad arguments or a kernel or\n"
+    "host that cannot run.\n";
+
+static __attribute__((format(printf, 1, 2))) int die_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("hv: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_USAGE;
+}
+
+struct sig_ctx {
+	struct vm *vm;
+	sigset_t set;
+};
+
+/* Signals are blocked everywhere and taken here, so handlers need not be signal-safe. */
+static void *signal_thread(void *arg)
+{
+	struct sig_ctx *c = arg;
+	int sig;
+
+	while (sigwait(&c->set, &sig) == 0)
+		vm_shutdown(c->vm, VM_EXIT_REQUESTED, 128 + sig, "stopped by SIG%s",
+		            sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+	return NULL;
+}
+
+static int parse_uint(const char *s, unsigned long *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	return (errno || *end) ? -1 : 0;
+}
+
+static void report_exit(struct vm *vm, const char *name)
+{
+	struct x86_state *s;
+
+	switch (vm->exit_kind) {
+	case VM_EXIT_GUEST: return;
+	case VM_EXIT_REQUESTED: fprintf(stderr, "hv: %s: %s\n", name, vm->exit_reason); return;
+	case VM_EXIT_TRIPLE_FAULT:
+		if (strstr(vm->exit_reason, "triple fault"))
+			break;
+		/* The backend gave only a detail: say where it happened. */
+		s = malloc(sizeof(*s));
+		if (s && vm_get_state(vm, 0, s, NULL) == 0)
+			fprintf(stderr, "hv: %s: triple fault at RIP 0x%llx%s%s\n", name,
+			        (unsigned long long)s->rip, vm->exit_reason[0] ? ": " : "",
+			        vm->exit_reason);
+		else
+			fprintf(stderr, "hv: %s: triple fault%s%s\n", name,
+			        vm->exit_reason[0] ? ": " : "", vm->exit_reason);
+		free(s);
+		return;
+	default: break;
+	}
+	fprintf(stderr, "hv: %s: %s\n", name, vm->exit_reason[0] ? vm->exit_reason : "crashed");
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"name", required_argument, NULL, 'n'},    {"memory", required_argument, NULL, 'm'},
+	    {"vcpus", required_argument, NULL, 'c'},   {"accel", required_argument, NULL, 'a'},
+	    {"cmdline", required_argument, NULL, 'k'}, {"deterministic", no_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},          {0},
+	};
+	struct vm_config cfg = {.ram_size = 128ULL << 20, .nvcpus = 1};
+	const char *name = NULL, *accel_name = "auto", *cmdline = "", *kernel;
+	const struct accel_ops *accel;
+	struct hv_error err = {0};
+	struct sig_ctx sig;
+	struct x86_state *st;
+	pthread_t sig_thread;
+	static struct vm vm;
+	unsigned long n;
+	int c, rc;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":n:m:c:a:k:dh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (!*optarg || strlen(optarg) >= VM_NAME_MAX)
+				return die_usage("--name '%s': must be 1 to %d characters", optarg,
+				                 VM_NAME_MAX - 1);
+			name = optarg;
+			break;
+		case 'm':
+			if (size_parse(optarg, &cfg.ram_size, &err) < 0)
+				return die_usage("--memory %s", err.msg);
+			if (cfg.ram_size < MEM_MIN_SIZE)
+				return die_usage("--memory %s: less than the 2M minimum", optarg);
+			if (cfg.ram_size > MEM_MAX_SIZE)
+				return die_usage("--memory %s: more than the 1T maximum", optarg);
+			if (cfg.ram_size % MEM_PAGE_SIZE)
+				return die_usage("--memory %s: not a multiple of 4K", optarg);
+			break;
+		case 'c':
+			if (parse_uint(optarg, &n) < 0 || n < 1 || n > VM_MAX_VCPUS)
+				return die_usage("--vcpus '%s': must be a number from 1 to %d",
+				                 optarg, VM_MAX_VCPUS);
+			cfg.nvcpus = (unsigned)n;
+			break;
+		case 'a':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") &&
+			    strcmp(optarg, "emu"))
+				return die_usage("--accel '%s': must be auto, kvm or emu", optarg);
+			accel_name = optarg;
+			break;
+		case 'k':
+			if (strlen(optarg) >= PVH_CMDLINE_MAX)
+				return die_usage("--cmdline: %zu bytes, at most %d", strlen(optarg),
+				                 PVH_CMDLINE_MAX - 1);
+			cmdline = optarg;
+			break;
+		case 'd': cfg.deterministic = true; break;
+		case 'h': fputs(usage_run, stdout); return 0;
+		case ':': return die_usage("run: option '%s' needs a value", argv[optind - 1]);
+		default:
+			return die_usage("run: unknown option '%s' (see 'hv run --help')",
+			                 argv[optind - 1]);
+		}
+	}
+	if (optind == argc)
+		return die_usage("run: missing KERNEL (see 'hv run --help')");
+	if (argc - optind > 1)
+		return die_usage("run: unexpected argument '%s' after KERNEL", argv[optind + 1]);
+	kernel = argv[optind];
+
+	if (cfg.deterministic) {
+		if (!strcmp(accel_name, "kvm"))
+			return die_usage("--deterministic needs --accel emu, not kvm");
+		accel_name = "emu";
+		if (cfg.nvcpus != 1)
+			return die_usage("--deterministic needs exactly 1 vCPU, not %u",
+			                 cfg.nvcpus);
+	}
+	if (!name) {
+		char *copy = strdup(kernel);
+		snprintf(cfg.name, sizeof(cfg.name), "%s", copy ? basename(copy) : kernel);
+		free(copy);
+	} else {
+		snprintf(cfg.name, sizeof(cfg.name), "%s", name);
+	}
+
+	accel = accel_select(accel_name, &err);
+	if (!accel)
+		return die_usage("%s", err.msg);
+
+	/* Block before any thread exists, so every thread inherits the mask. */
+	sigemptyset(&sig.set);
+	sigaddset(&sig.set, SIGINT);
+	sigaddset(&sig.set, SIGTERM);
+	sigaddset(&sig.set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sig.set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (vm_create(&vm, &cfg, accel, STDOUT_FILENO, STDIN_FILENO, &err) < 0)
+		return die_usage("%s: %s", cfg.name, err.msg);
+
+	st = malloc(sizeof(*st));
+	if (!st) {
+		vm_destroy(&vm);
+		return die_usage("%s: out of memory", cfg.name);
+	}
+	if (vm_get_state(&vm, 0, st, NULL) < 0)
+		x86_state_reset(st, 0, 1);
+	if (pvh_load_file(&vm.mem, kernel, cmdline, st, &err) < 0 ||
+	    vm_set_state(&vm, 0, st, &err) < 0) {
+		free(st);
+		vm_destroy(&vm);
+		return die_usage("%s", err.msg);
+	}
+	free(st);
+
+	sig.vm = &vm;
+	if (pthread_create(&sig_thread, NULL, signal_thread, &sig) == 0)
+		pthread_detach(sig_thread);
+	if (vm_start(&vm, &err) < 0) {
+		vm_destroy(&vm);
+		return die_usage("%s: %s", cfg.name, err.msg);
+	}
+	rc = vm_wait(&vm);
+	report_exit(&vm, cfg.name);
+	vm_destroy(&vm);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage_main, stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		fputs(usage_main, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("hv %s\n", HV_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
+	return die_usage("unknown command '%s' (see 'hv --help')", argv[1]);
+}
