@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# run-all.sh [BUILD] - run every benchmark in bench/ and print their figures.
+set -euo pipefail
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+
+echo "== emu vs QEMU TCG"
+bash "$here/emu_vs_qemu.sh" "$build"
+echo
+echo "== dirty-log overhead"
+"$build/bench/dirty_overhead" --rounds 3 "$build/guest/memtouch.elf"
