@@ -15,7 +15,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 mkdir -p "$build/fuzz/artifacts"
 for t in "${targets[@]}"; do
-	[ -x "$t" ] || continue
+	[ -f "$t" ] && [ -x "$t" ] || continue
 	name=$(basename "$t")
 	corpus="$build/fuzz/corpus-$name"
 	mkdir -p "$corpus"
