@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -23,21 +24,22 @@
 #include "hv/accel/emu/mmu.h"
 #include "hv/dirty.h"
 #include "hv/mem.h"
+#include "hv/vm.h"
 
-#define RAM	  (16ULL << 20)
-#define PML4	  0x1000ULL
-#define PDPT	  0x2000ULL
-#define PD	  0x3000ULL
-#define PT	  0x4000ULL
-#define IDT	  0x6000ULL
-#define GDT	  0x7000ULL
-#define TSS	  0x7800ULL
-#define DATA	  0x9000ULL
-#define CODE	  0x10000ULL
-#define HANDLER	  0x11000ULL
-#define STACK	  0x80000ULL
+#define RAM       (16ULL << 20)
+#define PML4      0x1000ULL
+#define PDPT      0x2000ULL
+#define PD        0x3000ULL
+#define PT        0x4000ULL
+#define IDT       0x6000ULL
+#define GDT       0x7000ULL
+#define TSS       0x7800ULL
+#define DATA      0x9000ULL
+#define CODE      0x10000ULL
+#define HANDLER   0x11000ULL
+#define STACK     0x80000ULL
 #define IST_STACK 0x90000ULL
-#define GIB	  (1ULL << 30)
+#define GIB       (1ULL << 30)
 
 #define P  1ULL
 #define W  2ULL
@@ -71,6 +73,11 @@ static void put(struct machine *m, uint64_t gpa, const void *b, size_t n)
 	memcpy(hva(m, gpa), b, n);
 }
 
+static void set64(struct machine *m, uint64_t gpa, uint64_t v)
+{
+	memcpy(hva(m, gpa), &v, 8);
+}
+
 static uint64_t get64(struct machine *m, uint64_t gpa)
 {
 	uint64_t v;
@@ -78,8 +85,7 @@ static uint64_t get64(struct machine *m, uint64_t gpa)
 	return v;
 }
 
-static void idt_gate(struct machine *m, unsigned vec, uint64_t handler, unsigned type,
-		     unsigned ist)
+static void idt_gate(struct machine *m, unsigned vec, uint64_t handler, unsigned type, unsigned ist)
 {
 	uint64_t g[2];
 
@@ -106,13 +112,13 @@ static void seg(struct x86_seg *s, uint16_t sel, unsigned type, bool l)
 static void long_state(struct machine *m, struct x86_state *s)
 {
 	static const uint64_t gdt[] = {0, 0x00af9a000000ffffULL, 0x00cf92000000ffffULL,
-				       0x00cf9a000000ffffULL};
+	                               0x00cf9a000000ffffULL};
 	uint64_t tss_desc[2] = {0x67 | ((TSS & 0xffffff) << 16) | (0x89ULL << 40), 0};
 
 	put(m, GDT, gdt, sizeof(gdt));
 	put(m, GDT + 0x20, tss_desc, 16);
-	*pte(m, TSS + 4) = STACK;	   /* RSP0 */
-	*pte(m, TSS + 0x24) = IST_STACK; /* IST1 */
+	set64(m, TSS + 4, STACK);        /* RSP0 */
+	set64(m, TSS + 0x24, IST_STACK); /* IST1 */
 
 	*pte(m, PML4) = PDPT | P | W;
 	*pte(m, PDPT) = PD | P | W;
@@ -302,7 +308,7 @@ static void test_dirty_log_epochs(void **state)
 	assert_int_equal(emu_cpu_exec(c, 20, ~0ULL), EMU_EXIT_ICOUNT);
 	dirty_harvest(m->mem, bits);
 	assert_true(bits[pg / 64] & (1ULL << (pg % 64))); /* marked again after the harvest */
-	assert_false(bits[0] & (1ULL << (PT >> 12)));	  /* D already set: no PTE write */
+	assert_false(bits[0] & (1ULL << (PT >> 12)));     /* D already set: no PTE write */
 
 	memset(bits, 0, dirty_bitmap_words(m->mem) * 8);
 	dirty_harvest(m->mem, bits);
@@ -346,17 +352,17 @@ static void test_idt_delivery(void **state)
 	put(m, CODE, code, sizeof(code));
 	put(m, HANDLER, HLT, 1);
 	put(m, HANDLER + 0x100, HLT, 1);
-	idt_gate(m, 3, HANDLER, 0xf, 0);	 /* trap gate */
+	idt_gate(m, 3, HANDLER, 0xf, 0);          /* trap gate */
 	idt_gate(m, 14, HANDLER + 0x100, 0xe, 1); /* interrupt gate on IST1 */
 
 	assert_int_equal(emu_cpu_exec(c, 100, ~0ULL), EMU_EXIT_HLT);
 	assert_int_equal(c->rip, HANDLER + 1);
 	sp = c->r[X86_RSP];
 	assert_int_equal(sp, STACK - 40);
-	assert_int_equal(get64(m, sp), CODE + 1);	  /* RIP after int3 */
-	assert_int_equal(get64(m, sp + 8), 8);		  /* CS */
-	assert_int_equal(get64(m, sp + 24), STACK);	  /* RSP */
-	assert_int_equal(get64(m, sp + 32), 0x10);	  /* SS */
+	assert_int_equal(get64(m, sp), CODE + 1);   /* RIP after int3 */
+	assert_int_equal(get64(m, sp + 8), 8);      /* CS */
+	assert_int_equal(get64(m, sp + 24), STACK); /* RSP */
+	assert_int_equal(get64(m, sp + 32), 0x10);  /* SS */
 
 	/* Resume after the int3 "handler": straight to the faulting load. */
 	c->halted = 0;
@@ -366,7 +372,7 @@ static void test_idt_delivery(void **state)
 	assert_int_equal(c->rip, HANDLER + 0x101);
 	sp = c->r[X86_RSP];
 	assert_int_equal(sp, IST_STACK - 48);
-	assert_int_equal(get64(m, sp), 0);	    /* error code: not present, read, ring 0 */
+	assert_int_equal(get64(m, sp), 0);            /* error code: not present, read, ring 0 */
 	assert_int_equal(get64(m, sp + 8), CODE + 1); /* faulting RIP */
 	assert_int_equal(c->cr2, 0);
 	machine_free(m);
@@ -385,7 +391,7 @@ static void test_double_and_triple_fault(void **state)
 	idt_gate(m, 8, HANDLER, 0xe, 1);
 	assert_int_equal(emu_cpu_exec(c, 100, ~0ULL), EMU_EXIT_HLT);
 	assert_int_equal(c->rip, HANDLER + 1);
-	assert_int_equal(get64(m, c->r[X86_RSP]), 0);	    /* #DF error code */
+	assert_int_equal(get64(m, c->r[X86_RSP]), 0);        /* #DF error code */
 	assert_int_equal(get64(m, c->r[X86_RSP] + 8), CODE); /* the ud2 */
 
 	memset(hva(m, IDT), 0, 16 * 16);
@@ -404,13 +410,13 @@ static void timer_guest(struct machine *m, uint32_t count, bool periodic, bool u
 {
 	uint8_t code[128], *p = code;
 	uint32_t lvt = 0x40 | (periodic ? 1U << 17 : 0);
-#define WRMSR(msr, val)                                                                           \
-	do {                                                                                      \
-		uint32_t m_ = (msr), v_ = (val);                                                  \
-		*p++ = 0xb9, memcpy(p, &m_, 4), p += 4; /* mov ecx, msr */                        \
-		*p++ = 0xb8, memcpy(p, &v_, 4), p += 4; /* mov eax, val */                        \
-		*p++ = 0x31, *p++ = 0xd2;		/* xor edx, edx */                        \
-		*p++ = 0x0f, *p++ = 0x30;		/* wrmsr */                               \
+#define WRMSR(msr, val)                                                                            \
+	do {                                                                                       \
+		uint32_t m_ = (msr), v_ = (val);                                                   \
+		*p++ = 0xb9, memcpy(p, &m_, 4), p += 4; /* mov ecx, msr */                         \
+		*p++ = 0xb8, memcpy(p, &v_, 4), p += 4; /* mov eax, val */                         \
+		*p++ = 0x31, *p++ = 0xd2;               /* xor edx, edx */                         \
+		*p++ = 0x0f, *p++ = 0x30;               /* wrmsr */                                \
 	} while (0)
 	WRMSR(0x80f, 0x1ff);
 	WRMSR(0x83e, 0xb);
@@ -427,7 +433,7 @@ static void timer_guest(struct machine *m, uint32_t count, bool periodic, bool u
 	*p++ = 0x48, *p++ = 0xff, *p++ = 0x04, *p++ = 0x25; /* inc qword [DATA] */
 	uint32_t a = DATA;
 	memcpy(p, &a, 4), p += 4;
-	WRMSR(0x80b, 0); /* EOI */
+	WRMSR(0x80b, 0);          /* EOI */
 	*p++ = 0x48, *p++ = 0xcf; /* iretq */
 	put(m, HANDLER, code, (size_t)(p - code));
 	idt_gate(m, 0x40, HANDLER, 0xe, 0);
@@ -496,8 +502,8 @@ static void assert_same_state(struct machine *a, struct machine *b)
  */
 static void test_determinism_and_restore(void **state)
 {
-	static const uint64_t splits[] = {1, 5, 21, 22, 23, 700, 777, 798, 799, 800, 801,
-					  1555, 2000, 2345, 2999};
+	static const uint64_t splits[] = {1,   5,   21,  22,   23,   700,  777, 798,
+	                                  799, 800, 801, 1555, 2000, 2345, 2999};
 	const uint64_t total = 3000;
 	struct x86_state *s = calloc(1, sizeof(*s));
 
@@ -523,7 +529,7 @@ static void test_determinism_and_restore(void **state)
 			memcpy(hva(r, 0), hva(x, 0), RAM);
 			emu_cpu_set_state(r->c, s);
 			assert_int_equal(emu_cpu_exec(r->c, total - splits[i], ~0ULL),
-					 EMU_EXIT_ICOUNT);
+			                 EMU_EXIT_ICOUNT);
 			assert_same_state(a, r);
 			machine_free(x);
 			machine_free(r);
@@ -564,20 +570,217 @@ static void test_cpuid_msr(void **state)
 	machine_free(m);
 }
 
+/* PVH entry mode: paging off, linear = physical wrapping at 4 GiB, segment limits apply. */
+static void test_flat32_legacy(void **state)
+{
+	struct machine *m = machine_new();
+	struct emu_cpu *c = m->c;
+	struct x86_state *s = calloc(1, sizeof(*s));
+	uint64_t v = 0;
+
+	x86_state_reset(s, 0, 1);
+	x86_state_flat32(s);
+	emu_cpu_set_state(c, s);
+	assert_int_equal(c->mode, EMU_MODE_PROT32);
+	*(uint16_t *)hva(m, 0) = 0xbeef;
+	/* 0xfffffffe..0xffffffff is unclaimed MMIO (reads all ones), then it wraps to 0 */
+	assert_int_equal(try_access(m, 0xfffffffeULL, 4, false, &v), -1);
+	assert_int_equal(v, 0xbeefffffULL);
+
+	s->seg[X86_DS].limit = 0xfff;
+	s->seg[X86_SS].limit = 0xfff;
+	emu_cpu_set_state(c, s);
+	if (setjmp(c->fault_jmp) == 0) {
+		assert_int_equal(emu_read(c, X86_DS, 0xffc, 4), 0);
+		emu_read(c, X86_DS, 0xffe, 4);
+		fail();
+	}
+	assert_int_equal(c->exc_vector, X86_GP);
+	if (setjmp(c->fault_jmp) == 0) {
+		emu_write(c, X86_SS, 0x1000, 1, 0);
+		fail();
+	}
+	assert_int_equal(c->exc_vector, X86_SS_VEC);
+	free(s);
+	machine_free(m);
+}
+
+/* x2APIC: self-IPI lands in IRR; registers are MSRs only in x2APIC mode. */
+static void test_x2apic_regs(void **state)
+{
+	struct machine *m = machine_new();
+	struct emu_cpu *c = m->c;
+
+	if (setjmp(c->fault_jmp) == 0) {
+		emu_wrmsr(c, 0x80f, 0x1ff);
+		emu_wrmsr(c, 0x83f, 0x50);
+		assert_int_equal(emu_rdmsr(c, 0x822), 1U << 16); /* IRR bit 0x50 */
+		emu_wrmsr(c, 0x808, 0x70);
+		assert_int_equal(emu_rdmsr(c, 0x80a), 0x70); /* PPR follows TPR */
+		assert_int_equal(emu_rdmsr(c, 0x803) & 0xff, 0x14);
+		emu_wrmsr(c, MSR_IA32_APIC_BASE, X86_APIC_DEFAULT_BASE | X86_APIC_BASE_ENABLE);
+		fail(); /* x2APIC -> xAPIC directly is invalid */
+	}
+	assert_int_equal(c->exc_vector, X86_GP);
+	if (setjmp(c->fault_jmp) == 0) {
+		emu_wrmsr(c, MSR_IA32_APIC_BASE, X86_APIC_DEFAULT_BASE);
+		emu_rdmsr(c, 0x802); /* APIC disabled: no x2APIC MSRs */
+		fail();
+	}
+	assert_int_equal(c->exc_vector, X86_GP);
+	machine_free(m);
+}
+
+/* ---- the accel_ops path: a whole VM ---- */
+
+static struct vm *vm_with_code(struct machine *mm, const uint8_t *code, size_t n, bool det)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	struct vm_config cfg = {
+	    .name = "emu-test", .ram_size = RAM, .nvcpus = 1, .deterministic = det};
+	struct x86_state *s = calloc(1, sizeof(*s));
+	struct hv_error err;
+
+	if (vm_create(vm, &cfg, &accel_emu, -1, -1, &err) < 0)
+		fail_msg("vm_create: %s", err.msg);
+	mm->mem = &vm->mem;
+	long_state(mm, s);
+	put(mm, CODE, code, n);
+	assert_int_equal(vm_set_state(vm, 0, s, &err), 0);
+	free(s);
+	return vm;
+}
+
+/*
+ * Pre-copy's invariant with the vCPU running flat out: a snapshot taken after
+ * dirty_start() plus every page each harvest names, copied after that harvest, equals
+ * the final memory. A store that skipped the log through a stale TLB epoch would break it.
+ */
+static void test_vm_dirty_log_concurrent(void **state)
+{
+	/* top: mov rbx, 0x200000; loop: inc qword [rbx]; add rbx, 0x1000;
+	 * cmp rbx, 0x600000; jb loop; jmp top */
+	static const uint8_t code[] = {0x48, 0xc7, 0xc3, 0x00, 0x00, 0x20, 0x00, 0x48, 0xff, 0x03,
+	                               0x48, 0x81, 0xc3, 0x00, 0x10, 0x00, 0x00, 0x48, 0x81, 0xfb,
+	                               0x00, 0x00, 0x60, 0x00, 0x72, 0xed, 0xeb, 0xe4};
+	struct machine mm = {0};
+	struct vm *vm = vm_with_code(&mm, code, sizeof(code), false);
+	uint64_t words = dirty_bitmap_words(&vm->mem), *bits = calloc(words, 8);
+	uint8_t *snap = malloc(RAM);
+	struct hv_error err;
+
+	dirty_start(&vm->mem);
+	memcpy(snap, hva(&mm, 0), RAM);
+	assert_int_equal(vm_start(vm, &err), 0);
+	for (int round = 0; round < 60; round++) {
+		memset(bits, 0, words * 8);
+		dirty_harvest(&vm->mem, bits);
+		for (uint64_t pg = 0; pg < RAM >> 12; pg++)
+			if (bits[pg / 64] & (1ULL << (pg % 64)))
+				memcpy(snap + pg * 4096, hva(&mm, pg * 4096), 4096);
+		usleep(1000);
+	}
+	assert_int_equal(vm_pause(vm, &err), 0);
+	memset(bits, 0, words * 8);
+	dirty_harvest(&vm->mem, bits);
+	for (uint64_t pg = 0; pg < RAM >> 12; pg++)
+		if (bits[pg / 64] & (1ULL << (pg % 64)))
+			memcpy(snap + pg * 4096, hva(&mm, pg * 4096), 4096);
+	assert_true(get64(&mm, 0x200000) > 2); /* the guest did run */
+	assert_memory_equal(snap, hva(&mm, 0), RAM);
+
+	vm_shutdown(vm, VM_EXIT_REQUESTED, 3, "test over");
+	assert_int_equal(vm_wait(vm), 3);
+	vm_destroy(vm);
+	free(vm);
+	free(bits);
+	free(snap);
+}
+
+/* The guest's ways to end: debug-exit byte, triple fault (with the bytes), hlt with IF=0. */
+static void test_vm_exits(void **state)
+{
+	static const uint8_t out[] = {0xb0, 0x07, 0xe6, 0xf4, 0xeb, 0xfe}; /* out 0xf4, 7 */
+	static const uint8_t ud2[] = {0x0f, 0x0b};
+	static const uint8_t cli_hlt[] = {0xfa, 0xf4};
+	struct machine mm = {0};
+	struct hv_error err;
+	struct vm *vm;
+
+	vm = vm_with_code(&mm, out, sizeof(out), false);
+	assert_int_equal(vm_start(vm, &err), 0);
+	assert_int_equal(vm_wait(vm), 7);
+	vm_destroy(vm);
+	free(vm);
+
+	vm = vm_with_code(&mm, ud2, sizeof(ud2), false); /* empty IDT: #UD, #NP, #DF, gone */
+	assert_int_equal(vm_start(vm, &err), 0);
+	assert_int_equal(vm_wait(vm), VM_STATUS_CRASH);
+	assert_int_equal(vm->exit_kind, VM_EXIT_TRIPLE_FAULT);
+	if (!strstr(vm->exit_reason, "triple fault at RIP 0x10000 (bytes: 0f 0b"))
+		fail_msg("exit reason: %s", vm->exit_reason);
+	vm_destroy(vm);
+	free(vm);
+
+	vm = vm_with_code(&mm, cli_hlt, sizeof(cli_hlt), false);
+	assert_int_equal(vm_start(vm, &err), 0);
+	assert_int_equal(vm_wait(vm), VM_STATUS_CRASH);
+	assert_int_equal(vm->exit_kind, VM_EXIT_HALTED);
+	vm_destroy(vm);
+	free(vm);
+}
+
+/* Deterministic VMs stop exactly where asked, and two of them agree there. */
+static void test_vm_run_until(void **state)
+{
+	struct machine ma = {0}, mb = {0};
+	struct x86_state *sa = calloc(1, sizeof(*sa)), *sb = calloc(1, sizeof(*sb));
+	struct vm *a, *b;
+	struct hv_error err;
+
+	a = vm_with_code(&ma, (const uint8_t *)"\x90", 1, true);
+	b = vm_with_code(&mb, (const uint8_t *)"\x90", 1, true);
+	timer_guest(&ma, 500, true, true);
+	timer_guest(&mb, 500, true, true);
+	assert_int_equal(vm_run_until(a, 5000, &err), 0);
+	assert_int_equal(vm_run_until(b, 1234, &err), 0);
+	assert_int_equal(vm_run_until(b, 5000, &err), 0);
+	assert_int_equal(vm_get_state(a, 0, sa, &err), 0);
+	assert_int_equal(vm_get_state(b, 0, sb, &err), 0);
+	assert_int_equal(sa->icount, 5000);
+	assert_memory_equal(sa, sb, sizeof(*sa));
+	assert_memory_equal(hva(&ma, 0), hva(&mb, 0), RAM);
+	assert_true(get64(&ma, DATA) > 10);
+	for (int i = 0; i < 2; i++) {
+		struct vm *v = i ? b : a;
+		vm_shutdown(v, VM_EXIT_REQUESTED, 0, "test over");
+		vm_wait(v);
+		vm_destroy(v);
+		free(v);
+	}
+	free(sa);
+	free(sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_walk_page_sizes),
-		cmocka_unit_test(test_pf_error_codes),
-		cmocka_unit_test(test_nx_and_wp),
-		cmocka_unit_test(test_dirty_log_epochs),
-		cmocka_unit_test(test_page_crossing_write),
-		cmocka_unit_test(test_idt_delivery),
-		cmocka_unit_test(test_double_and_triple_fault),
-		cmocka_unit_test(test_timer_oneshot),
-		cmocka_unit_test(test_timer_periodic_and_hlt),
-		cmocka_unit_test(test_determinism_and_restore),
-		cmocka_unit_test(test_cpuid_msr),
+	    cmocka_unit_test(test_walk_page_sizes),
+	    cmocka_unit_test(test_pf_error_codes),
+	    cmocka_unit_test(test_nx_and_wp),
+	    cmocka_unit_test(test_dirty_log_epochs),
+	    cmocka_unit_test(test_page_crossing_write),
+	    cmocka_unit_test(test_idt_delivery),
+	    cmocka_unit_test(test_double_and_triple_fault),
+	    cmocka_unit_test(test_timer_oneshot),
+	    cmocka_unit_test(test_timer_periodic_and_hlt),
+	    cmocka_unit_test(test_determinism_and_restore),
+	    cmocka_unit_test(test_cpuid_msr),
+	    cmocka_unit_test(test_flat32_legacy),
+	    cmocka_unit_test(test_x2apic_regs),
+	    cmocka_unit_test(test_vm_dirty_log_concurrent),
+	    cmocka_unit_test(test_vm_exits),
+	    cmocka_unit_test(test_vm_run_until),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

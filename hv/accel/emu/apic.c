@@ -15,10 +15,10 @@
  */
 #include "hv/accel/emu/apic.h"
 
-#define LVT_MODE(v)  (((v) >> 17) & 3)
-#define MODE_ONESHOT 0
-#define MODE_PERIODIC 1
-#define MODE_DEADLINE 2
+#define LVT_MODE(v)      (((v) >> 17) & 3)
+#define MODE_ONESHOT     0
+#define MODE_PERIODIC    1
+#define MODE_DEADLINE    2
 #define ESR_RECV_ILLEGAL (1U << 6)
 #define ESR_SEND_ILLEGAL (1U << 5)
 
@@ -171,7 +171,8 @@ void apic_timer_update(struct emu_cpu *c, uint64_t now)
 		s->timer_armed = false;
 		c->tsc_deadline = 0;
 	} else if (s->timer_period) {
-		s->timer_deadline += ((now - s->timer_deadline) / s->timer_period + 1) * s->timer_period;
+		s->timer_deadline +=
+		    ((now - s->timer_deadline) / s->timer_period + 1) * s->timer_period;
 	} else {
 		s->timer_armed = false;
 	}
@@ -184,7 +185,7 @@ uint64_t apic_timer_next(struct emu_cpu *c, bool wake_only)
 	if (!s->timer_armed)
 		return EMU_NO_DEADLINE;
 	if (wake_only && ((reg(c, LAPIC_LVT_TIMER) & LAPIC_LVT_MASKED) || !sw_enabled(c) ||
-			  !(c->apic_base & X86_APIC_BASE_ENABLE)))
+	                  !(c->apic_base & X86_APIC_BASE_ENABLE)))
 		return EMU_NO_DEADLINE;
 	return s->timer_deadline;
 }
@@ -269,8 +270,8 @@ void apic_set_base(struct emu_cpu *c, uint64_t val)
 static bool in_vec_array(unsigned off)
 {
 	return (off & 0xf) == 0 && ((off >= LAPIC_ISR && off < LAPIC_ISR + 0x80) ||
-				    (off >= LAPIC_TMR && off < LAPIC_TMR + 0x80) ||
-				    (off >= LAPIC_IRR && off < LAPIC_IRR + 0x80));
+	                            (off >= LAPIC_TMR && off < LAPIC_TMR + 0x80) ||
+	                            (off >= LAPIC_IRR && off < LAPIC_IRR + 0x80));
 }
 
 uint64_t apic_rdmsr(struct emu_cpu *c, uint32_t msr)
@@ -319,7 +320,7 @@ static void send_icr(struct emu_cpu *c, uint64_t icr)
 		return;
 	}
 	if (sh == 1 || ((sh == 0 || sh == 2) && !c->vm &&
-			((uint32_t)(icr >> 32) == reg(c, LAPIC_ID) || sh == 2))) {
+	                ((uint32_t)(icr >> 32) == reg(c, LAPIC_ID) || sh == 2))) {
 		apic_accept(c, vec);
 		return;
 	}
@@ -352,10 +353,9 @@ void apic_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 	case LAPIC_SVR:
 		set_reg(c, off, v & 0x1ff);
 		if (!(v & LAPIC_SVR_ENABLE)) {
-			static const unsigned lvts[] = {LAPIC_LVT_CMCI,	 LAPIC_LVT_TIMER,
-							LAPIC_LVT_THERM, LAPIC_LVT_PERF,
-							LAPIC_LVT_LINT0, LAPIC_LVT_LINT1,
-							LAPIC_LVT_ERROR};
+			static const unsigned lvts[] = {
+			    LAPIC_LVT_CMCI,  LAPIC_LVT_TIMER, LAPIC_LVT_THERM, LAPIC_LVT_PERF,
+			    LAPIC_LVT_LINT0, LAPIC_LVT_LINT1, LAPIC_LVT_ERROR};
 			for (unsigned i = 0; i < sizeof(lvts) / sizeof(lvts[0]); i++)
 				set_reg(c, lvts[i], reg(c, lvts[i]) | LAPIC_LVT_MASKED);
 		}
@@ -407,7 +407,8 @@ void apic_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 		if (emu_sys(c)->timer_armed && timer_mode(c) != MODE_DEADLINE) {
 			timer_arm(c, now, left);
 			if (timer_mode(c) == MODE_PERIODIC)
-				emu_sys(c)->timer_period = (uint64_t)reg(c, LAPIC_TIMER_ICR) * timer_div(c);
+				emu_sys(c)->timer_period =
+				    (uint64_t)reg(c, LAPIC_TIMER_ICR) * timer_div(c);
 		}
 		return;
 	}
@@ -416,9 +417,7 @@ void apic_wrmsr(struct emu_cpu *c, uint32_t msr, uint64_t val)
 		set_reg(c, LAPIC_ICR2, (uint32_t)(val >> 32));
 		send_icr(c, val);
 		return;
-	case LAPIC_SELF_IPI:
-		apic_accept(c, v & 0xff);
-		return;
+	case LAPIC_SELF_IPI: apic_accept(c, v & 0xff); return;
 	}
 	emu_raise_gp(c, 0);
 }

@@ -112,7 +112,7 @@ struct emu_cpu {
 	bool exc_exit;		/* tests: return exceptions from emu_cpu_exec, don't deliver */
 	int exc_vector;		/* the exception that made emu_cpu_exec() return */
 	uint32_t exc_error;
-	bool deterministic;
+	bool deterministic;	/* time = f(icount); set before emu_cpu_set_state() (anchors TSC) */
 	struct vm *vm;		/* NULL for a standalone CPU (tests) */
 	struct vcpu *vcpu;
 	void *sys;		/* system-half private data (timer state etc.) */

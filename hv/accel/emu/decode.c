@@ -12,48 +12,102 @@
 #include <string.h>
 
 #include "hv/accel/emu/decode.h"
+#include "hv/accel/emu/mmu.h"
 
-#define F_M	0x01 /* ModRM follows */
-#define F_I8	0x02 /* imm8 */
-#define F_IZ	0x04 /* imm16 or imm32 by operand size, sign-extended */
-#define F_I16	0x08 /* imm16 */
-#define F_IV	0x10 /* immediate of the full operand size (mov r, imm64) */
+#define F_M     0x01 /* ModRM follows */
+#define F_I8    0x02 /* imm8 */
+#define F_IZ    0x04 /* imm16 or imm32 by operand size, sign-extended */
+#define F_I16   0x08 /* imm16 */
+#define F_IV    0x10 /* immediate of the full operand size (mov r, imm64) */
 #define F_MOFFS 0x20 /* absolute offset of the address size */
-#define F_D64	0x40 /* operand size defaults to 64 bits in 64-bit mode */
-#define F_SPEC	0x80 /* see emu_decode: F6/F7 imm, ENTER, far pointers, mov CR/DR */
+#define F_D64   0x40 /* operand size defaults to 64 bits in 64-bit mode */
+#define F_SPEC  0x80 /* see emu_decode: F6/F7 imm, ENTER, far pointers, mov CR/DR */
 
 #define ALU_ROW(x) [x + 0 ... x + 3] = F_M, [x + 4] = F_I8, [x + 5] = F_IZ
 
 static const uint8_t dtab[512] = {
-	ALU_ROW(0x00), ALU_ROW(0x08), ALU_ROW(0x10), ALU_ROW(0x18),
-	ALU_ROW(0x20), ALU_ROW(0x28), ALU_ROW(0x30), ALU_ROW(0x38),
-	[0x50 ... 0x5f] = F_D64,
-	[0x62] = F_M, [0x63] = F_M,
-	[0x68] = F_IZ | F_D64, [0x69] = F_M | F_IZ, [0x6a] = F_I8 | F_D64, [0x6b] = F_M | F_I8,
-	[0x70 ... 0x7f] = F_I8 | F_D64,
-	[0x80] = F_M | F_I8, [0x81] = F_M | F_IZ, [0x82] = F_M | F_I8, [0x83] = F_M | F_I8,
-	[0x84 ... 0x8e] = F_M, [0x8f] = F_M | F_D64,
-	[0x9a] = F_SPEC, [0x9c] = F_D64, [0x9d] = F_D64,
-	[0xa0 ... 0xa3] = F_MOFFS, [0xa8] = F_I8, [0xa9] = F_IZ,
-	[0xb0 ... 0xb7] = F_I8, [0xb8 ... 0xbf] = F_IV,
-	[0xc0] = F_M | F_I8, [0xc1] = F_M | F_I8, [0xc2] = F_I16 | F_D64, [0xc3] = F_D64,
-	[0xc4] = F_M, [0xc5] = F_M, [0xc6] = F_M | F_I8, [0xc7] = F_M | F_IZ,
-	[0xc8] = F_SPEC | F_D64, [0xc9] = F_D64, [0xca] = F_I16, [0xcd] = F_I8,
-	[0xd0 ... 0xd3] = F_M, [0xd4] = F_I8, [0xd5] = F_I8, [0xd8 ... 0xdf] = F_M,
-	[0xe0 ... 0xe3] = F_I8 | F_D64, [0xe4 ... 0xe7] = F_I8,
-	[0xe8] = F_IZ | F_D64, [0xe9] = F_IZ | F_D64, [0xea] = F_SPEC, [0xeb] = F_I8 | F_D64,
-	[0xf6] = F_M | F_SPEC, [0xf7] = F_M | F_SPEC, [0xfe] = F_M, [0xff] = F_M,
+    ALU_ROW(0x00),
+    ALU_ROW(0x08),
+    ALU_ROW(0x10),
+    ALU_ROW(0x18),
+    ALU_ROW(0x20),
+    ALU_ROW(0x28),
+    ALU_ROW(0x30),
+    ALU_ROW(0x38),
+    [0x50 ... 0x5f] = F_D64,
+    [0x62] = F_M,
+    [0x63] = F_M,
+    [0x68] = F_IZ | F_D64,
+    [0x69] = F_M | F_IZ,
+    [0x6a] = F_I8 | F_D64,
+    [0x6b] = F_M | F_I8,
+    [0x70 ... 0x7f] = F_I8 | F_D64,
+    [0x80] = F_M | F_I8,
+    [0x81] = F_M | F_IZ,
+    [0x82] = F_M | F_I8,
+    [0x83] = F_M | F_I8,
+    [0x84 ... 0x8e] = F_M,
+    [0x8f] = F_M | F_D64,
+    [0x9a] = F_SPEC,
+    [0x9c] = F_D64,
+    [0x9d] = F_D64,
+    [0xa0 ... 0xa3] = F_MOFFS,
+    [0xa8] = F_I8,
+    [0xa9] = F_IZ,
+    [0xb0 ... 0xb7] = F_I8,
+    [0xb8 ... 0xbf] = F_IV,
+    [0xc0] = F_M | F_I8,
+    [0xc1] = F_M | F_I8,
+    [0xc2] = F_I16 | F_D64,
+    [0xc3] = F_D64,
+    [0xc4] = F_M,
+    [0xc5] = F_M,
+    [0xc6] = F_M | F_I8,
+    [0xc7] = F_M | F_IZ,
+    [0xc8] = F_SPEC | F_D64,
+    [0xc9] = F_D64,
+    [0xca] = F_I16,
+    [0xcd] = F_I8,
+    [0xd0 ... 0xd3] = F_M,
+    [0xd4] = F_I8,
+    [0xd5] = F_I8,
+    [0xd8 ... 0xdf] = F_M,
+    [0xe0 ... 0xe3] = F_I8 | F_D64,
+    [0xe4 ... 0xe7] = F_I8,
+    [0xe8] = F_IZ | F_D64,
+    [0xe9] = F_IZ | F_D64,
+    [0xea] = F_SPEC,
+    [0xeb] = F_I8 | F_D64,
+    [0xf6] = F_M | F_SPEC,
+    [0xf7] = F_M | F_SPEC,
+    [0xfe] = F_M,
+    [0xff] = F_M,
 
-	[0x100 ... 0x103] = F_M, [0x10d] = F_M, [0x118 ... 0x11f] = F_M,
-	[0x120 ... 0x123] = F_M | F_SPEC,
-	[0x140 ... 0x14f] = F_M,
-	[0x180 ... 0x18f] = F_IZ | F_D64,
-	[0x190 ... 0x19f] = F_M,
-	[0x1a0] = F_D64, [0x1a1] = F_D64, [0x1a3] = F_M, [0x1a4] = F_M | F_I8, [0x1a5] = F_M,
-	[0x1a8] = F_D64, [0x1a9] = F_D64, [0x1ab] = F_M, [0x1ac] = F_M | F_I8, [0x1ad] = F_M,
-	[0x1ae] = F_M, [0x1af] = F_M,
-	[0x1b0 ... 0x1b9] = F_M, [0x1ba] = F_M | F_I8, [0x1bb ... 0x1bf] = F_M,
-	[0x1c0] = F_M, [0x1c1] = F_M, [0x1c7] = F_M,
+    [0x100 ... 0x103] = F_M,
+    [0x10d] = F_M,
+    [0x118 ... 0x11f] = F_M,
+    [0x120 ... 0x123] = F_M | F_SPEC,
+    [0x140 ... 0x14f] = F_M,
+    [0x180 ... 0x18f] = F_IZ | F_D64,
+    [0x190 ... 0x19f] = F_M,
+    [0x1a0] = F_D64,
+    [0x1a1] = F_D64,
+    [0x1a3] = F_M,
+    [0x1a4] = F_M | F_I8,
+    [0x1a5] = F_M,
+    [0x1a8] = F_D64,
+    [0x1a9] = F_D64,
+    [0x1ab] = F_M,
+    [0x1ac] = F_M | F_I8,
+    [0x1ad] = F_M,
+    [0x1ae] = F_M,
+    [0x1af] = F_M,
+    [0x1b0 ... 0x1b9] = F_M,
+    [0x1ba] = F_M | F_I8,
+    [0x1bb ... 0x1bf] = F_M,
+    [0x1c0] = F_M,
+    [0x1c1] = F_M,
+    [0x1c7] = F_M,
 };
 
 static inline uint16_t rd16(const uint8_t *p)
@@ -80,8 +134,8 @@ static inline uint64_t rd64(const uint8_t *p)
 /* 16-bit ModRM addressing: [BX+SI], [BP+DI], ..., only in 16-bit address size. */
 static const uint8_t *modrm16(struct emu_cpu *c, const uint8_t *p, struct emu_insn *d)
 {
-	static const int8_t base[8] = {X86_RBX, X86_RBX, X86_RBP, X86_RBP, -1, -1, X86_RBP,
-				       X86_RBX};
+	static const int8_t base[8] = {X86_RBX, X86_RBX, X86_RBP, X86_RBP,
+	                               -1,      -1,      X86_RBP, X86_RBX};
 	static const int8_t idx[8] = {X86_RSI, X86_RDI, X86_RSI, X86_RDI, X86_RSI, X86_RDI, -1, -1};
 	unsigned rm = d->modrm & 7;
 	uint64_t ea = 0;
@@ -107,42 +161,52 @@ static const uint8_t *modrm16(struct emu_cpu *c, const uint8_t *p, struct emu_in
 	return p;
 }
 
-unsigned emu_decode(struct emu_cpu *c, const uint8_t *start, struct emu_insn *d)
+/* Legacy prefixes; REX is handled apart because it only counts right before the opcode. */
+static const uint8_t is_prefix[256] = {
+    [0x26] = 1, [0x2e] = 1, [0x36] = 1, [0x3e] = 1, [0x64] = 1, [0x65] = 1,
+    [0x66] = 1, [0x67] = 1, [0xf0] = 1, [0xf2] = 1, [0xf3] = 1,
+};
+
+static inline __attribute__((always_inline)) unsigned
+decode(struct emu_cpu *c, const uint8_t *start, struct emu_insn *d)
 {
 	const uint8_t *p = start;
 	bool long64 = c->mode == EMU_MODE_LONG64, p67 = false, riprel = false;
 	int segovr = -1;
 	unsigned fl, op, b;
 
-	d->rex = d->rep = d->lock = d->p66 = 0;
-	for (;;) {
-		b = *p++;
-		switch (b) {
-		case 0x66: d->p66 = 1; break;
-		case 0x67: p67 = true; break;
-		case 0xf0: d->lock = 1; break;
-		case 0xf2:
-		case 0xf3: d->rep = b; break;
-		case 0x26:
-		case 0x2e:
-		case 0x36:
-		case 0x3e: segovr = (b >> 3) & 3; break;
-		case 0x64: segovr = X86_FS; break;
-		case 0x65: segovr = X86_GS; break;
-		default:
-			if (long64 && (b & 0xf0) == 0x40) {
-				d->rex = b; /* only counts if the opcode follows directly */
-				if (p - start >= EMU_MAX_INSN_LEN)
-					return EMU_MAX_INSN_LEN + 1;
-				continue;
+	d->rex = d->rep = d->lock = d->p66 = d->rspbase = 0;
+	b = *p++;
+	if (__builtin_expect(is_prefix[b], 0)) {
+	prefixes:
+		do {
+			switch (b) {
+			case 0x66: d->p66 = 1; break;
+			case 0x67: p67 = true; break;
+			case 0xf0: d->lock = 1; break;
+			case 0xf2:
+			case 0xf3: d->rep = b; break;
+			case 0x64: segovr = X86_FS; break;
+			case 0x65: segovr = X86_GS; break;
+			default: segovr = (b >> 3) & 3; break; /* 26 2e 36 3e: ES CS SS DS */
 			}
-			goto opcode;
-		}
-		d->rex = 0;
-		if (p - start >= EMU_MAX_INSN_LEN)
-			return EMU_MAX_INSN_LEN + 1;
+			if (p - start >= EMU_MAX_INSN_LEN)
+				return EMU_MAX_INSN_LEN + 1;
+			b = *p++;
+		} while (is_prefix[b]);
 	}
-opcode:
+	if (long64 && (b & 0xf0) == 0x40) {
+		do { /* several REX bytes: the last one counts */
+			d->rex = b;
+			if (p - start >= EMU_MAX_INSN_LEN)
+				return EMU_MAX_INSN_LEN + 1;
+			b = *p++;
+		} while ((b & 0xf0) == 0x40);
+		if (__builtin_expect(is_prefix[b], 0)) {
+			d->rex = 0; /* a REX not right before the opcode is ignored */
+			goto prefixes;
+		}
+	}
 	op = b;
 	if (b == 0x0f)
 		op = 0x100 | *p++;
@@ -192,6 +256,7 @@ opcode:
 						p += 4;
 					} else {
 						ea += c->r[base];
+						d->rspbase = base == X86_RSP;
 						if ((base & 7) == 4 || (base & 7) == 5)
 							d->seg = segovr >= 0 ? segovr : X86_SS;
 					}
@@ -240,7 +305,8 @@ opcode:
 		} else if (op == 0xf6 || op == 0xf7) {
 			if (((d->modrm >> 3) & 7) < 2) { /* TEST r/m, imm */
 				if (op == 0xf6 || d->opsize == 2) {
-					d->imm = op == 0xf6 ? (uint64_t)(int8_t)*p : (uint64_t)(int16_t)rd16(p);
+					d->imm = op == 0xf6 ? (uint64_t)(int8_t)*p
+					                    : (uint64_t)(int16_t)rd16(p);
 					p += op == 0xf6 ? 1 : 2;
 				} else {
 					d->imm = (int32_t)rd32(p);
@@ -268,7 +334,7 @@ opcode:
 	d->next_rip = c->rip + d->len;
 	if (!long64)
 		d->next_rip = d->opsize == 2 && c->mode == EMU_MODE_PROT16 ? (uint16_t)d->next_rip
-									: (uint32_t)d->next_rip;
+		                                                           : (uint32_t)d->next_rip;
 	if (riprel)
 		d->ea += d->next_rip;
 	if (d->addrsize == 4)
@@ -276,6 +342,11 @@ opcode:
 	else if (d->addrsize == 2)
 		d->ea = (uint16_t)d->ea;
 	return d->len;
+}
+
+unsigned emu_decode(struct emu_cpu *c, const uint8_t *p, struct emu_insn *d)
+{
+	return decode(c, p, d);
 }
 
 void emu_step(struct emu_cpu *c)
@@ -289,15 +360,21 @@ void emu_step(struct emu_cpu *c)
 	c->insn_rip = c->rip;
 	if (c->mode != EMU_MODE_LONG64)
 		lin = (uint32_t)(c->seg[X86_CS].base + c->rip);
-	p = emu_code_ptr(c, lin, &avail);
+	struct emu_tlb_entry *e = emu_tlb_slot(c, lin);
+	if (__builtin_expect(e->vpn == lin >> 12 && (e->flags & EMU_TLB_X), 1)) {
+		p = (const uint8_t *)(uintptr_t)(lin + e->addend); /* soft-TLB hit */
+		avail = 4096 - (lin & EMU_PAGE_MASK);
+	} else {
+		p = emu_code_ptr(c, lin, &avail);
+	}
 	if (__builtin_expect(avail >= sizeof(buf), 1)) {
-		len = emu_decode(c, p, &d);
+		len = decode(c, p, &d);
 	} else {
 		/* Near the end of the page: decode a padded copy, and fetch the next page
 		 * only if the instruction really continues there. */
 		memset(buf, 0, sizeof(buf));
 		memcpy(buf, p, avail);
-		len = emu_decode(c, buf, &d);
+		len = decode(c, buf, &d);
 		if (len > avail && avail < EMU_MAX_INSN_LEN) {
 			unsigned more, need = EMU_MAX_INSN_LEN - avail;
 			uint64_t next = lin + avail;
@@ -305,7 +382,7 @@ void emu_step(struct emu_cpu *c)
 				next = (uint32_t)next;
 			const uint8_t *q = emu_code_ptr(c, next, &more);
 			memcpy(buf + avail, q, more < need ? more : need);
-			len = emu_decode(c, buf, &d);
+			len = decode(c, buf, &d);
 		}
 	}
 	if (len > EMU_MAX_INSN_LEN)

@@ -38,7 +38,7 @@ struct emu_vm {
 
 /* What one run-loop entry is allowed to do. */
 struct run_ctl {
-	uint64_t end;	   /* icount at which to return EMU_EXIT_ICOUNT */
+	uint64_t end;      /* icount at which to return EMU_EXIT_ICOUNT */
 	uint64_t stop_rip; /* ~0: none */
 };
 
@@ -87,7 +87,7 @@ void emu_send_ipi(struct emu_cpu *c, uint32_t dest, unsigned sh, unsigned vec)
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct emu_cpu *t = vm->vcpu[i].accel;
 		bool hit = sh == 2 || (sh == 3 && t != c) ||
-			   (sh == 0 && (dest == 0xffffffffU || dest == vm->vcpu[i].id));
+		           (sh == 0 && (dest == 0xffffffffU || dest == vm->vcpu[i].id));
 		if (!t || !hit)
 			continue;
 		if (t == c) {
@@ -95,7 +95,7 @@ void emu_send_ipi(struct emu_cpu *c, uint32_t dest, unsigned sh, unsigned vec)
 			continue;
 		}
 		atomic_fetch_or_explicit(&emu_sys(t)->remote_irr[vec / 64], 1ULL << (vec % 64),
-					 memory_order_release);
+		                         memory_order_release);
 		emu_sys_kick(t, EMU_ATTN_IRQ);
 	}
 }
@@ -139,8 +139,8 @@ static void emu_dirty_flush(void *opaque, struct guest_mem *m, uint64_t epoch)
 }
 
 static const struct dirty_source emu_dirty_source = {
-	.collect = NULL,
-	.flush = emu_dirty_flush,
+    .collect = NULL,
+    .flush = emu_dirty_flush,
 };
 
 /* ---- halting ---- */
@@ -185,9 +185,10 @@ static int halt_forever(struct emu_cpu *c)
 	if (!s->dead) {
 		s->dead = true;
 		if (atomic_fetch_add(&ev->ndead, 1) + 1 >= c->vm->nvcpus)
-			vm_shutdown(c->vm, VM_EXIT_HALTED, 0,
-				    "all vCPUs halted with interrupts disabled (vCPU %u at RIP 0x%llx)",
-				    c->vcpu ? c->vcpu->id : 0, (unsigned long long)c->rip);
+			vm_shutdown(
+			    c->vm, VM_EXIT_HALTED, 0,
+			    "all vCPUs halted with interrupts disabled (vCPU %u at RIP 0x%llx)",
+			    c->vcpu ? c->vcpu->id : 0, (unsigned long long)c->rip);
 	}
 	wait_attn(c, EMU_NO_DEADLINE);
 	return 0;
@@ -230,19 +231,21 @@ static int halted(struct emu_cpu *c, uint64_t now)
 
 static void triple_fault(struct emu_cpu *c)
 {
-	uint64_t lin = c->mode == EMU_MODE_LONG64 ? c->insn_rip
-						  : (c->seg[X86_CS].base + c->insn_rip) & 0xffffffffULL;
+	uint64_t lin = c->mode == EMU_MODE_LONG64
+	                   ? c->insn_rip
+	                   : (c->seg[X86_CS].base + c->insn_rip) & 0xffffffffULL;
 	char hex[15 * 3 + 1] = "";
 	uint8_t b[15];
 	unsigned n = emu_peek(c, lin, b, sizeof(b));
 
-	for (unsigned i = 0; i < n; i++)
-		snprintf(hex + i * 3, 4, i ? " %02x" : "%02x", b[i]);
+	for (unsigned i = 0, pos = 0; i < n; i++)
+		pos += (unsigned)snprintf(hex + pos, sizeof(hex) - pos, i ? " %02x" : "%02x", b[i]);
 	c->exc_depth = 0;
 	emu_sys(c)->shutdown = true;
 	if (c->vm)
-		vm_shutdown(c->vm, VM_EXIT_TRIPLE_FAULT, 0, "triple fault at RIP 0x%llx (bytes: %s)",
-			    (unsigned long long)c->insn_rip, n ? hex : "unreadable");
+		vm_shutdown(c->vm, VM_EXIT_TRIPLE_FAULT, 0,
+		            "triple fault at RIP 0x%llx (bytes: %s)",
+		            (unsigned long long)c->insn_rip, n ? hex : "unreadable");
 }
 
 /*
@@ -417,8 +420,8 @@ void emu_cpu_get_state(struct emu_cpu *c, struct x86_state *st)
 	apic_save(c, &st->lapic);
 	st->events = c->events;
 	st->mp_state = emu_sys(c)->uninit ? X86_MP_UNINITIALIZED
-		       : c->halted	  ? X86_MP_HALTED
-					  : X86_MP_RUNNABLE;
+	               : c->halted        ? X86_MP_HALTED
+	                                  : X86_MP_RUNNABLE;
 	st->icount = c->icount;
 	memcpy(st->xsave, c->xsave, sizeof(st->xsave));
 }
@@ -568,15 +571,15 @@ static void emu_irq_line(struct vm *vm, unsigned gsi, int level)
 }
 
 const struct accel_ops accel_emu = {
-	.name = "emu",
-	.probe = emu_probe,
-	.vm_init = emu_vm_init,
-	.vm_fini = emu_vm_fini,
-	.vcpu_init = emu_vcpu_init,
-	.vcpu_fini = emu_vcpu_fini,
-	.vcpu_run = emu_vcpu_run,
-	.vcpu_kick = emu_vcpu_kick,
-	.get_state = emu_get_state,
-	.set_state = emu_set_state,
-	.irq_line = emu_irq_line,
+    .name = "emu",
+    .probe = emu_probe,
+    .vm_init = emu_vm_init,
+    .vm_fini = emu_vm_fini,
+    .vcpu_init = emu_vcpu_init,
+    .vcpu_fini = emu_vcpu_fini,
+    .vcpu_run = emu_vcpu_run,
+    .vcpu_kick = emu_vcpu_kick,
+    .get_state = emu_get_state,
+    .set_state = emu_set_state,
+    .irq_line = emu_irq_line,
 };

@@ -16,10 +16,10 @@
 #include "hv/accel/emu/system.h"
 
 #define G_TYPE(d) ((unsigned)((d) >> 40) & 0xf)
-#define G_S(d)	  ((unsigned)((d) >> 44) & 1)
+#define G_S(d)    ((unsigned)((d) >> 44) & 1)
 #define G_DPL(d)  ((unsigned)((d) >> 45) & 3)
-#define G_P(d)	  ((unsigned)((d) >> 47) & 1)
-#define NOT_EXC	  256 /* cur_vec while delivering an interrupt (benign) */
+#define G_P(d)    ((unsigned)((d) >> 47) & 1)
+#define NOT_EXC   256 /* cur_vec while delivering an interrupt (benign) */
 
 _Noreturn void emu_raise(struct emu_cpu *c, unsigned vec, uint32_t err, bool has_err)
 {
@@ -98,7 +98,7 @@ static uint64_t tss_read(struct emu_cpu *c, unsigned off, unsigned size, uint32_
 
 /* Read and check the code segment a gate points to; returns the handler's CPL. */
 static unsigned gate_code(struct emu_cpu *c, uint16_t sel, uint32_t ext, bool want64,
-			  struct x86_seg *cs)
+                          struct x86_seg *cs)
 {
 	unsigned cpl = (unsigned)c->cpl, type;
 	uint64_t d;
@@ -121,7 +121,7 @@ static unsigned gate_code(struct emu_cpu *c, uint16_t sel, uint32_t ext, bool wa
 }
 
 static void deliver64(struct emu_cpu *c, unsigned vec, uint32_t err, bool has_err, int kind,
-		      uint64_t ret_rip)
+                      uint64_t ret_rip)
 {
 	uint32_t ext = kind != EMU_EV_SOFT, gerr = vec * 8 + 2 + ext;
 	unsigned cpl = (unsigned)c->cpl, ncpl, ist;
@@ -173,7 +173,7 @@ static void deliver64(struct emu_cpu *c, unsigned vec, uint32_t err, bool has_er
 }
 
 static void deliver32(struct emu_cpu *c, unsigned vec, uint32_t err, bool has_err, int kind,
-		      uint64_t ret_rip)
+                      uint64_t ret_rip)
 {
 	uint32_t ext = kind != EMU_EV_SOFT, gerr = vec * 8 + 2 + ext;
 	unsigned cpl = (unsigned)c->cpl, ncpl, type, gsize;
@@ -199,9 +199,10 @@ static void deliver32(struct emu_cpu *c, unsigned vec, uint32_t err, bool has_er
 
 	if (ncpl < cpl) {
 		bool tss32 = (c->tr.type & 8) != 0;
-		uint64_t sp = tss32 ? tss_read(c, 4 + ncpl * 8, 4, ext) : tss_read(c, 2 + ncpl * 4, 2, ext);
-		uint16_t ssel = (uint16_t)(tss32 ? tss_read(c, 8 + ncpl * 8, 2, ext) :
-						   tss_read(c, 4 + ncpl * 4, 2, ext));
+		uint64_t sp =
+		    tss32 ? tss_read(c, 4 + ncpl * 8, 4, ext) : tss_read(c, 2 + ncpl * 4, 2, ext);
+		uint16_t ssel = (uint16_t)(tss32 ? tss_read(c, 8 + ncpl * 8, 2, ext)
+		                                 : tss_read(c, 4 + ncpl * 4, 2, ext));
 		emu_check_ss(c, ssel, ncpl, false, &ss);
 		f.mask = ss.db ? 0xffffffffULL : 0xffffULL;
 		f.sp = sp & f.mask;
@@ -249,7 +250,7 @@ static void deliver_real(struct emu_cpu *c, unsigned vec, uint64_t ret_rip)
 }
 
 void emu_deliver(struct emu_cpu *c, unsigned vec, uint32_t err, bool has_err, int kind,
-		 uint64_t ret_rip)
+                 uint64_t ret_rip)
 {
 	struct emu_sys *s = emu_sys(c);
 

@@ -42,7 +42,7 @@ static bool lockable(const struct emu_insn *d)
 }
 
 uint64_t emu_lock_rmw(struct emu_cpu *c, const struct emu_insn *d, unsigned size, unsigned op,
-		      uint64_t src, unsigned cin)
+                      uint64_t src, unsigned cin)
 {
 	uint64_t lin = emu_lin(c, d->seg, d->ea, size, true);
 	void *p = emu_rmw_ptr(c, lin, size);
@@ -53,13 +53,13 @@ uint64_t emu_lock_rmw(struct emu_cpu *c, const struct emu_insn *d, unsigned size
 		return old;
 	}
 	switch (size) {
-#define CAS_LOOP(T)                                                                               \
-	{                                                                                         \
-		T o = __atomic_load_n((T *)p, __ATOMIC_RELAXED);                                  \
-		while (!__atomic_compare_exchange_n((T *)p, &o, (T)alu_compute(op, o, src, cin), \
-						    false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))    \
-			;                                                                         \
-		return o;                                                                         \
+#define CAS_LOOP(T)                                                                                \
+	{                                                                                          \
+		T o = __atomic_load_n((T *)p, __ATOMIC_RELAXED);                                   \
+		while (!__atomic_compare_exchange_n((T *)p, &o, (T)alu_compute(op, o, src, cin),   \
+		                                    false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))    \
+			;                                                                          \
+		return o;                                                                          \
 	}
 	case 1: CAS_LOOP(uint8_t)
 	case 2: CAS_LOOP(uint16_t)
@@ -70,8 +70,8 @@ uint64_t emu_lock_rmw(struct emu_cpu *c, const struct emu_insn *d, unsigned size
 }
 
 /* ALU op on the r/m operand (register, memory, or locked memory). */
-static inline void alu_rm(struct emu_cpu *c, const struct emu_insn *d, unsigned op,
-			  unsigned size, uint64_t src)
+static inline void alu_rm(struct emu_cpu *c, const struct emu_insn *d, unsigned op, unsigned size,
+                          uint64_t src)
 {
 	uint64_t m = emu_size_mask(size), a, res;
 	unsigned cin = (op == ALU_ADC || op == ALU_SBB) ? emu_get_cf(c) : 0;
@@ -96,8 +96,8 @@ static inline void alu_rm(struct emu_cpu *c, const struct emu_insn *d, unsigned 
 }
 
 /* ALU op into register @r. */
-static inline void alu_reg(struct emu_cpu *c, const struct emu_insn *d, unsigned op,
-			   unsigned size, unsigned r, uint64_t src)
+static inline void alu_reg(struct emu_cpu *c, const struct emu_insn *d, unsigned op, unsigned size,
+                           unsigned r, uint64_t src)
 {
 	uint64_t m = emu_size_mask(size), a = reg_read(c, d, r, size), res;
 	unsigned cin = (op == ALU_ADC || op == ALU_SBB) ? emu_get_cf(c) : 0;
@@ -206,7 +206,7 @@ static void exec_popf(struct emu_cpu *c, const struct emu_insn *d)
 	unsigned size = stack_opsize(c, d);
 	uint64_t v = pop_peek(c, size, 0), old = emu_rflags(c);
 	uint64_t mask = X86_CF | X86_PF | X86_AF | X86_ZF | X86_SF | X86_TF | X86_DF | X86_OF |
-			X86_NT | X86_AC | X86_ID;
+	                X86_NT | X86_AC | X86_ID;
 
 	if ((unsigned)c->cpl <= ((old & X86_IOPL) >> 12))
 		mask |= X86_IF;
@@ -233,9 +233,7 @@ static void exec_grp5(struct emu_cpu *c, const struct emu_insn *d)
 		v = rm_read(c, d, stack_opsize(c, d));
 		exec_call_near(c, d, v);
 		return;
-	case 4:
-		jump_to(c, d, rm_read(c, d, stack_opsize(c, d)));
-		return;
+	case 4: jump_to(c, d, rm_read(c, d, stack_opsize(c, d))); return;
 	case 3:
 	case 5: { /* far call/jmp through m16:16/32/64 */
 		if (d->mod == 3)
@@ -269,15 +267,21 @@ void emu_exec(struct emu_cpu *c, const struct emu_insn *d)
 		emu_raise_ud(c);
 
 	switch (op) {
-#define ALU_CASES(x) case x + 0: case x + 1: case x + 2: case x + 3: case x + 4: case x + 5:
-	ALU_CASES(0x00)
-	ALU_CASES(0x08)
-	ALU_CASES(0x10)
-	ALU_CASES(0x18)
-	ALU_CASES(0x20)
-	ALU_CASES(0x28)
-	ALU_CASES(0x30)
-	ALU_CASES(0x38)
+#define ALU_CASES(x)                                                                               \
+	case x + 0:                                                                                \
+	case x + 1:                                                                                \
+	case x + 2:                                                                                \
+	case x + 3:                                                                                \
+	case x + 4:                                                                                \
+	case x + 5:
+		ALU_CASES(0x00)
+		ALU_CASES(0x08)
+		ALU_CASES(0x10)
+		ALU_CASES(0x18)
+		ALU_CASES(0x20)
+		ALU_CASES(0x28)
+		ALU_CASES(0x30)
+		ALU_CASES(0x38)
 		exec_alu(c, d);
 		return;
 #undef ALU_CASES
@@ -327,9 +331,7 @@ void emu_exec(struct emu_cpu *c, const struct emu_insn *d)
 		return;
 
 	case 0x68:
-	case 0x6a:
-		push(c, stack_opsize(c, d), d->imm);
-		return;
+	case 0x6a: push(c, stack_opsize(c, d), d->imm); return;
 	case 0x69:
 	case 0x6b:
 	case EMU_OP_0F(0xaf): emu_exec_imul(c, d); return;
@@ -341,6 +343,8 @@ void emu_exec(struct emu_cpu *c, const struct emu_insn *d)
 		return;
 
 	case 0x80 ... 0x83:
+		if (op == 0x82 && c->mode == EMU_MODE_LONG64)
+			emu_raise_ud(c);
 		alu_rm(c, d, (d->modrm >> 3) & 7, op == 0x80 || op == 0x82 ? 1 : d->opsize, d->imm);
 		return;
 	case 0x84:
@@ -393,7 +397,14 @@ void emu_exec(struct emu_cpu *c, const struct emu_insn *d)
 			emu_raise_ud(c);
 		size = stack_opsize(c, d);
 		v = pop_peek(c, size, 0);
-		rm_write(c, d, size, v);
+		if (d->mod != 3 && d->rspbase) {
+			/* an RSP-based destination is addressed with RSP already incremented */
+			struct emu_insn m = *d;
+			m.ea = ea_add(d, size);
+			rm_write(c, &m, size, v);
+		} else {
+			rm_write(c, d, size, v);
+		}
 		pop_commit(c, size);
 		return;
 
@@ -463,6 +474,10 @@ void emu_exec(struct emu_cpu *c, const struct emu_insn *d)
 	case 0xc8: exec_enter(c, d); return;
 	case 0xc9: exec_leave(c, d); return;
 
+	case 0xd7: /* xlat: AL = [rBX + AL] */
+		v = emu_read(c, d->seg, ea_wrap(d, c->r[X86_RBX] + (c->r[X86_RAX] & 0xff)), 1);
+		reg_write(c, d, X86_RAX, 1, v);
+		return;
 	case 0xe0 ... 0xe3: { /* loopne, loope, loop, jrcxz: count in rCX of the address size */
 		uint64_t m = emu_size_mask(d->addrsize), cx = c->r[X86_RCX] & m;
 		bool take;
@@ -506,9 +521,8 @@ void emu_exec(struct emu_cpu *c, const struct emu_insn *d)
 		return;
 	case 0xff: exec_grp5(c, d); return;
 
-	case EMU_OP_0F(0x0d):		    /* prefetch */
-	case EMU_OP_0F(0x18)... EMU_OP_0F(0x1f): /* hint nops, endbr64 */
-		return;
+	case EMU_OP_0F(0x0d): /* prefetch */
+	case EMU_OP_0F(0x18)... EMU_OP_0F(0x1f): /* hint nops, endbr64 */ return;
 	case EMU_OP_0F(0x40)... EMU_OP_0F(0x4f): /* cmovcc */
 		v = rm_read(c, d, d->opsize);
 		if (emu_cond(c, op & 0xf))

@@ -20,7 +20,7 @@
 enum { ALU_ADD, ALU_OR, ALU_ADC, ALU_SBB, ALU_AND, ALU_SUB, ALU_XOR, ALU_CMP, ALU_NEG };
 
 static inline uint64_t reg_read(const struct emu_cpu *c, const struct emu_insn *d, unsigned r,
-				unsigned size)
+                                unsigned size)
 {
 	switch (size) {
 	case 1:
@@ -33,8 +33,8 @@ static inline uint64_t reg_read(const struct emu_cpu *c, const struct emu_insn *
 	}
 }
 
-static inline void reg_write(struct emu_cpu *c, const struct emu_insn *d, unsigned r,
-			     unsigned size, uint64_t v)
+static inline void reg_write(struct emu_cpu *c, const struct emu_insn *d, unsigned r, unsigned size,
+                             uint64_t v)
 {
 	switch (size) {
 	case 1:
@@ -57,8 +57,7 @@ static inline uint64_t rm_read(struct emu_cpu *c, const struct emu_insn *d, unsi
 	return emu_read(c, d->seg, d->ea, size);
 }
 
-static inline void rm_write(struct emu_cpu *c, const struct emu_insn *d, unsigned size,
-			    uint64_t v)
+static inline void rm_write(struct emu_cpu *c, const struct emu_insn *d, unsigned size, uint64_t v)
 {
 	if (d->mod == 3)
 		reg_write(c, d, d->rm, size, v);
@@ -66,11 +65,16 @@ static inline void rm_write(struct emu_cpu *c, const struct emu_insn *d, unsigne
 		emu_write(c, d->seg, d->ea, size, v);
 }
 
+/* ea_wrap - an offset wrapped to the instruction's address size. */
+static inline uint64_t ea_wrap(const struct emu_insn *d, uint64_t ea)
+{
+	return d->addrsize == 8 ? ea : d->addrsize == 4 ? (uint32_t)ea : (uint16_t)ea;
+}
+
 /* ea_add - d->ea + @k wrapped to the address size (second half of a far pointer...). */
 static inline uint64_t ea_add(const struct emu_insn *d, uint64_t k)
 {
-	uint64_t ea = d->ea + k;
-	return d->addrsize == 8 ? ea : d->addrsize == 4 ? (uint32_t)ea : (uint16_t)ea;
+	return ea_wrap(d, d->ea + k);
 }
 
 /* Width of the stack pointer: 8 in 64-bit mode, else SS.B picks ESP or SP. */
@@ -153,14 +157,14 @@ static inline uint64_t alu_compute(unsigned op, uint64_t a, uint64_t b, unsigned
 }
 
 /* alu_flags - record the lazy flags of ALU operation @op (operands already masked). */
-static inline void alu_flags(struct emu_cpu *c, unsigned op, uint64_t a, uint64_t b,
-			     uint64_t res, unsigned size, unsigned cin)
+static inline void alu_flags(struct emu_cpu *c, unsigned op, uint64_t a, uint64_t b, uint64_t res,
+                             unsigned size, unsigned cin)
 {
 	static const uint8_t ccop[2][9] = {
-		{EMU_CC_ADD, EMU_CC_LOGIC, EMU_CC_ADD, EMU_CC_SUB, EMU_CC_LOGIC, EMU_CC_SUB,
-		 EMU_CC_LOGIC, EMU_CC_SUB, EMU_CC_SUB},
-		{EMU_CC_ADD, EMU_CC_LOGIC, EMU_CC_ADC, EMU_CC_SBB, EMU_CC_LOGIC, EMU_CC_SUB,
-		 EMU_CC_LOGIC, EMU_CC_SUB, EMU_CC_SUB},
+	    {EMU_CC_ADD, EMU_CC_LOGIC, EMU_CC_ADD, EMU_CC_SUB, EMU_CC_LOGIC, EMU_CC_SUB,
+	     EMU_CC_LOGIC, EMU_CC_SUB, EMU_CC_SUB},
+	    {EMU_CC_ADD, EMU_CC_LOGIC, EMU_CC_ADC, EMU_CC_SBB, EMU_CC_LOGIC, EMU_CC_SUB,
+	     EMU_CC_LOGIC, EMU_CC_SUB, EMU_CC_SUB},
 	};
 	if (op == ALU_NEG) {
 		b = a;
@@ -174,7 +178,7 @@ static inline void alu_flags(struct emu_cpu *c, unsigned op, uint64_t a, uint64_
  * memory operand of @d; returns the old value (exec.c).
  */
 uint64_t emu_lock_rmw(struct emu_cpu *c, const struct emu_insn *d, unsigned size, unsigned op,
-		      uint64_t src, unsigned cin);
+                      uint64_t src, unsigned cin);
 
 /* Executors of the other files; each handles the opcodes named. */
 void emu_exec_shift(struct emu_cpu *c, const struct emu_insn *d);  /* C0 C1 D0-D3, SHLD/SHRD */
@@ -183,6 +187,6 @@ void emu_exec_imul(struct emu_cpu *c, const struct emu_insn *d);   /* 0F AF, 69,
 void emu_exec_bits(struct emu_cpu *c, const struct emu_insn *d);   /* BT*, BSF/BSR, POPCNT.. */
 void emu_exec_atomic(struct emu_cpu *c, const struct emu_insn *d); /* XCHG XADD CMPXCHG* */
 void emu_exec_string(struct emu_cpu *c, const struct emu_insn *d); /* MOVS..SCAS, INS/OUTS */
-void emu_exec_sys(struct emu_cpu *c, const struct emu_insn *d);	   /* system instructions */
+void emu_exec_sys(struct emu_cpu *c, const struct emu_insn *d);    /* system instructions */
 
 #endif

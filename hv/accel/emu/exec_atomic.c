@@ -27,25 +27,25 @@ static uint64_t atomic_cas(void *p, unsigned size, uint64_t expect, uint64_t v)
 	case 1: {
 		uint8_t e = expect;
 		__atomic_compare_exchange_n((uint8_t *)p, &e, (uint8_t)v, false, __ATOMIC_SEQ_CST,
-					    __ATOMIC_SEQ_CST);
+		                            __ATOMIC_SEQ_CST);
 		return e;
 	}
 	case 2: {
 		uint16_t e = expect;
 		__atomic_compare_exchange_n((uint16_t *)p, &e, (uint16_t)v, false, __ATOMIC_SEQ_CST,
-					    __ATOMIC_SEQ_CST);
+		                            __ATOMIC_SEQ_CST);
 		return e;
 	}
 	case 4: {
 		uint32_t e = expect;
 		__atomic_compare_exchange_n((uint32_t *)p, &e, (uint32_t)v, false, __ATOMIC_SEQ_CST,
-					    __ATOMIC_SEQ_CST);
+		                            __ATOMIC_SEQ_CST);
 		return e;
 	}
 	default: {
 		uint64_t e = expect;
 		__atomic_compare_exchange_n((uint64_t *)p, &e, v, false, __ATOMIC_SEQ_CST,
-					    __ATOMIC_SEQ_CST);
+		                            __ATOMIC_SEQ_CST);
 		return e;
 	}
 	}
@@ -147,9 +147,9 @@ static void exec_cmpxchg_wide(struct emu_cpu *c, const struct emu_insn *d)
 	} else if (p) {
 		bool ok;
 		__asm__ volatile("lock cmpxchg16b %1"
-				 : "=@ccz"(ok), "+m"(*(unsigned __int128 *)p), "+a"(elo), "+d"(ehi)
-				 : "b"(nlo), "c"(nhi)
-				 : "memory");
+		                 : "=@ccz"(ok), "+m"(*(unsigned __int128 *)p), "+a"(elo), "+d"(ehi)
+		                 : "b"(nlo), "c"(nhi)
+		                 : "memory");
 		(void)ok;
 		olo = elo;
 		ohi = ehi;

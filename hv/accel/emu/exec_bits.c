@@ -73,7 +73,7 @@ static void exec_scan(struct emu_cpu *c, const struct emu_insn *d)
 		return;
 	}
 	res = op == EMU_OP_0F(0xbc) ? (unsigned)__builtin_ctzll(src)
-				    : 63 - (unsigned)__builtin_clzll(src);
+	                            : 63 - (unsigned)__builtin_clzll(src);
 	reg_write(c, d, d->reg, size, res);
 	c->flags = f;
 }

@@ -31,7 +31,7 @@ static u128 load_dividend(struct emu_cpu *c, unsigned size)
 }
 
 static void exec_div(struct emu_cpu *c, const struct emu_insn *d, unsigned size, uint64_t src,
-		     bool sign)
+                     bool sign)
 {
 	unsigned bits = 8 * size;
 	u128 dividend = load_dividend(c, size);
@@ -109,7 +109,7 @@ void emu_exec_grp3(struct emu_cpu *c, const struct emu_insn *d)
 		s128 p = (s128)emu_sext(c->r[X86_RAX], size) * emu_sext(rm_read(c, d, size), size);
 		store_wide(c, d, size, (u128)p);
 		emu_cc_set(c, EMU_CC_MUL, 0, p != emu_sext((uint64_t)p, size), (uint64_t)p & m,
-			   size);
+		           size);
 		return;
 	}
 	case 6:
@@ -124,9 +124,9 @@ void emu_exec_imul(struct emu_cpu *c, const struct emu_insn *d)
 	s128 p;
 
 	b = d->op == EMU_OP_0F(0xaf) ? emu_sext(reg_read(c, d, d->reg, size), size)
-				     : (int64_t)d->imm;
+	                             : (int64_t)d->imm;
 	p = (s128)a * b;
 	reg_write(c, d, d->reg, size, (uint64_t)p);
 	emu_cc_set(c, EMU_CC_MUL, 0, p != emu_sext((uint64_t)p, size),
-		   (uint64_t)p & emu_size_mask(size), size);
+	           (uint64_t)p & emu_size_mask(size), size);
 }

@@ -11,8 +11,7 @@
 
 enum { SH_ROL, SH_ROR, SH_RCL, SH_RCR, SH_SHL, SH_SHR, SH_SAL, SH_SAR };
 
-static uint64_t rotate(struct emu_cpu *c, unsigned kind, uint64_t a, unsigned count,
-		       unsigned size)
+static uint64_t rotate(struct emu_cpu *c, unsigned kind, uint64_t a, unsigned count, unsigned size)
 {
 	unsigned bits = 8 * size;
 	uint64_t m = emu_size_mask(size), sign = emu_sign_bit(size), res, f;
@@ -54,7 +53,7 @@ static uint64_t rotate(struct emu_cpu *c, unsigned kind, uint64_t a, unsigned co
 
 /* shift_op - result of group-2 operation @kind on @a by masked non-zero @count. */
 static uint64_t shift_op(struct emu_cpu *c, unsigned kind, uint64_t a, unsigned count,
-			 unsigned size)
+                         unsigned size)
 {
 	uint64_t m = emu_size_mask(size), res;
 
@@ -77,8 +76,8 @@ static uint64_t shift_op(struct emu_cpu *c, unsigned kind, uint64_t a, unsigned 
 }
 
 /* Double shift: SHLD shifts @a left taking bits from @src, SHRD right. */
-static uint64_t double_shift(struct emu_cpu *c, bool left, uint64_t a, uint64_t src,
-			     unsigned count, unsigned size)
+static uint64_t double_shift(struct emu_cpu *c, bool left, uint64_t a, uint64_t src, unsigned count,
+                             unsigned size)
 {
 	unsigned bits = 8 * size;
 	uint64_t m = emu_size_mask(size), sign = emu_sign_bit(size), res;
@@ -127,11 +126,12 @@ void emu_exec_shift(struct emu_cpu *c, const struct emu_insn *d)
 	}
 	if (count == 0) {
 		if (d->mod == 3 && size == 4)
-			reg_write(c, d, d->rm, 4, a); /* a 32-bit destination is still zero-extended */
+			reg_write(c, d, d->rm, 4,
+			          a); /* a 32-bit destination is still zero-extended */
 		return;
 	}
 	res = dbl ? double_shift(c, !(op & 8), a, src, count, size)
-		  : shift_op(c, kind, a, count, size);
+	          : shift_op(c, kind, a, count, size);
 	if (d->mod == 3)
 		reg_write(c, d, d->rm, size, res);
 	else

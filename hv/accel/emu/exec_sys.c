@@ -33,7 +33,7 @@ static void set_edx_eax(struct emu_cpu *c, uint64_t v)
 
 /* SGDT/SIDT/LGDT/LIDT: a 16-bit limit, then a 64-bit (64-bit mode) or 32-bit base. */
 static void exec_dtable(struct emu_cpu *c, const struct emu_insn *d, struct x86_dtable *t,
-			bool load)
+                        bool load)
 {
 	unsigned bsize = c->mode == EMU_MODE_LONG64 ? 8 : 4;
 
@@ -123,7 +123,7 @@ static void exec_grp7(struct emu_cpu *c, const struct emu_insn *d)
 		c->seg[X86_GS].base = c->kernel_gs_base;
 		c->kernel_gs_base = v;
 		return;
-	case 0xf9: /* rdtscp */
+	case 0xf9:                                         /* rdtscp */
 		if ((c->cr4 & (1ULL << 2)) && c->cpl != 0) /* CR4.TSD */
 			emu_raise_gp(c, 0);
 		set_edx_eax(c, emu_rdtsc(c));
@@ -306,7 +306,8 @@ void emu_exec_sys(struct emu_cpu *c, const struct emu_insn *d)
 	case EMU_OP_0F(0xa8): {
 		unsigned size = stack_opsize(c, d);
 		uint64_t sp = sp_add(c, c->r[X86_RSP], -(int64_t)size);
-		emu_write(c, X86_SS, sp, 2, c->seg[d->op == EMU_OP_0F(0xa0) ? X86_FS : X86_GS].selector);
+		emu_write(c, X86_SS, sp, 2,
+		          c->seg[d->op == EMU_OP_0F(0xa0) ? X86_FS : X86_GS].selector);
 		set_sp(c, sp);
 		return;
 	}

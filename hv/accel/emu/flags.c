@@ -39,8 +39,7 @@ uint64_t emu_cc_flags(const struct emu_cpu *c)
 		of = (a ^ b) & (a ^ res) & sign;
 		af = (a ^ b ^ res) & 0x10;
 		break;
-	case EMU_CC_LOGIC:
-		break;
+	case EMU_CC_LOGIC: break;
 	case EMU_CC_INC:
 		cf = c->flags & X86_CF;
 		of = res == sign;
@@ -63,11 +62,8 @@ uint64_t emu_cc_flags(const struct emu_cpu *c)
 	case EMU_CC_SAR:
 		cf = ((uint64_t)(emu_sext(a, l->size) >> (b - 1 < 63 ? b - 1 : 63))) & 1;
 		break;
-	case EMU_CC_MUL:
-		cf = of = b != 0;
-		break;
-	default:
-		return c->flags & EMU_ARITH_FLAGS;
+	case EMU_CC_MUL: cf = of = b != 0; break;
+	default: return c->flags & EMU_ARITH_FLAGS;
 	}
 	f = (cf ? X86_CF : 0) | (of ? X86_OF : 0) | (af ? X86_AF : 0);
 	if (res == 0)

@@ -18,14 +18,14 @@
 /* c->cc.op. Operands and result are stored masked to the operand size. */
 enum emu_cc_op {
 	EMU_CC_NONE = 0, /* c->flags holds the flags */
-	EMU_CC_ADD,	 /* res = src1 + src2 */
-	EMU_CC_ADC,	 /* res = src1 + src2 + 1 (carry in was set; clear carry is ADD) */
-	EMU_CC_SUB,	 /* res = src1 - src2 (also CMP, NEG with src1 = 0) */
-	EMU_CC_SBB,	 /* res = src1 - src2 - 1 */
-	EMU_CC_LOGIC,	 /* AND OR XOR TEST: CF = OF = 0 */
-	EMU_CC_INC,	 /* res = src1 + 1, CF kept in c->flags */
-	EMU_CC_DEC,	 /* res = src1 - 1, CF kept in c->flags */
-	EMU_CC_SHL,	 /* res = src1 << src2, src2 = count (masked, non-zero) */
+	EMU_CC_ADD,      /* res = src1 + src2 */
+	EMU_CC_ADC,      /* res = src1 + src2 + 1 (carry in was set; clear carry is ADD) */
+	EMU_CC_SUB,      /* res = src1 - src2 (also CMP, NEG with src1 = 0) */
+	EMU_CC_SBB,      /* res = src1 - src2 - 1 */
+	EMU_CC_LOGIC,    /* AND OR XOR TEST: CF = OF = 0 */
+	EMU_CC_INC,      /* res = src1 + 1, CF kept in c->flags */
+	EMU_CC_DEC,      /* res = src1 - 1, CF kept in c->flags */
+	EMU_CC_SHL,      /* res = src1 << src2, src2 = count (masked, non-zero) */
 	EMU_CC_SHR,
 	EMU_CC_SAR,
 	EMU_CC_MUL, /* CF = OF = (src2 != 0); SF ZF PF from res */
@@ -49,7 +49,7 @@ static inline int64_t emu_sext(uint64_t v, unsigned size)
 }
 
 static inline void emu_cc_set(struct emu_cpu *c, unsigned op, uint64_t src1, uint64_t src2,
-			      uint64_t res, unsigned size)
+                              uint64_t res, unsigned size)
 {
 	c->cc.op = op;
 	c->cc.size = size;

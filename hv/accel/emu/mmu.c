@@ -17,13 +17,13 @@
 
 enum { ACC_R, ACC_W, ACC_X };
 
-#define PTE_P	 (1ULL << 0)
-#define PTE_W	 (1ULL << 1)
-#define PTE_U	 (1ULL << 2)
-#define PTE_A	 (1ULL << 5)
-#define PTE_D	 (1ULL << 6)
-#define PTE_PS	 (1ULL << 7)
-#define PTE_NX	 (1ULL << 63)
+#define PTE_P     (1ULL << 0)
+#define PTE_W     (1ULL << 1)
+#define PTE_U     (1ULL << 2)
+#define PTE_A     (1ULL << 5)
+#define PTE_D     (1ULL << 6)
+#define PTE_PS    (1ULL << 7)
+#define PTE_NX    (1ULL << 63)
 #define PHYS_BITS 48
 #define ADDR_MASK (((1ULL << PHYS_BITS) - 1) & ~0xfffULL)
 #define RSVD_HIGH (((1ULL << 52) - 1) & ~((1ULL << PHYS_BITS) - 1)) /* bits 51:48 */
@@ -91,7 +91,7 @@ static uint64_t pte_load(struct emu_cpu *c, uint64_t gpa, unsigned esize, void *
 
 /* Set @bits in the entry at @p (guest-physical @gpa) unless already set; log the write. */
 static void pte_set(struct emu_cpu *c, void *p, uint64_t gpa, unsigned esize, uint64_t pte,
-		    uint64_t bits)
+                    uint64_t bits)
 {
 	struct mem_slot *s;
 
@@ -112,7 +112,7 @@ static void pte_set(struct emu_cpu *c, void *p, uint64_t gpa, unsigned esize, ui
  * guest memory then). Sets accessed bits, and the dirty bit for writes.
  */
 static int walk(struct emu_cpu *c, uint64_t lin, int acc, bool user, struct xlate *x,
-		uint32_t *pferr)
+                uint32_t *pferr)
 {
 	bool nxe = c->efer & X86_EFER_NXE, wp = c->cr0 & X86_CR0_WP;
 	bool rw = true, us = true, nx = false;

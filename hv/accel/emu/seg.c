@@ -13,11 +13,11 @@
 #include "hv/accel/emu/system.h"
 
 #define D_TYPE(d)  ((unsigned)((d) >> 40) & 0xf)
-#define D_S(d)	   ((unsigned)((d) >> 44) & 1)
+#define D_S(d)     ((unsigned)((d) >> 44) & 1)
 #define D_DPL(d)   ((unsigned)((d) >> 45) & 3)
-#define D_P(d)	   ((unsigned)((d) >> 47) & 1)
-#define D_L(d)	   ((unsigned)((d) >> 53) & 1)
-#define D_DB(d)	   ((unsigned)((d) >> 54) & 1)
+#define D_P(d)     ((unsigned)((d) >> 47) & 1)
+#define D_L(d)     ((unsigned)((d) >> 53) & 1)
+#define D_DB(d)    ((unsigned)((d) >> 54) & 1)
 #define D_ACCESSED (1ULL << 40)
 
 void emu_set_mode(struct emu_cpu *c, int cpl)
@@ -59,7 +59,7 @@ void emu_desc_to_seg(uint64_t d, uint16_t sel, struct x86_seg *s)
 
 /* Linear address of the descriptor for @sel (@bytes long), or raise @vec(sel). */
 static uint64_t desc_addr(struct emu_cpu *c, uint16_t sel, unsigned bytes, unsigned vec,
-			  uint32_t ext)
+                          uint32_t ext)
 {
 	uint64_t base, limit, off = sel & ~7U;
 
@@ -83,8 +83,7 @@ void emu_fetch_desc(struct emu_cpu *c, uint16_t sel, uint64_t *d, unsigned vec, 
 static void set_accessed(struct emu_cpu *c, uint16_t sel, uint64_t d)
 {
 	if (!(d & D_ACCESSED))
-		emu_sys_write(c, desc_addr(c, sel, 8, X86_GP, 0) + 5, 1,
-			      ((d >> 40) & 0xff) | 1);
+		emu_sys_write(c, desc_addr(c, sel, 8, X86_GP, 0) + 5, 1, ((d >> 40) & 0xff) | 1);
 }
 
 /* A usable-null segment register (KVM's "unusable"). */
@@ -116,7 +115,7 @@ static void seg_flat(struct x86_seg *s, uint16_t sel, unsigned type, unsigned dp
  * allowed only for 64-bit code at CPL < 3 (@allow_null).
  */
 static void check_ss(struct emu_cpu *c, uint16_t sel, unsigned cpl, bool allow_null,
-		     struct x86_seg *out, uint64_t *dp)
+                     struct x86_seg *out, uint64_t *dp)
 {
 	uint64_t d;
 
@@ -137,7 +136,7 @@ static void check_ss(struct emu_cpu *c, uint16_t sel, unsigned cpl, bool allow_n
 }
 
 void emu_check_ss(struct emu_cpu *c, uint16_t sel, unsigned cpl, bool allow_null,
-		  struct x86_seg *out)
+                  struct x86_seg *out)
 {
 	uint64_t d;
 
@@ -186,7 +185,7 @@ void emu_load_sreg(struct emu_cpu *c, int sreg, uint16_t sel)
  * is returned; conforming segments keep the current one). Fills @out.
  */
 static unsigned check_code(struct emu_cpu *c, uint16_t sel, unsigned rpl, bool ret,
-			   struct x86_seg *out, uint64_t *dp)
+                           struct x86_seg *out, uint64_t *dp)
 {
 	unsigned cpl = (unsigned)c->cpl, dpl, ncpl;
 	uint64_t d;
@@ -197,7 +196,7 @@ static unsigned check_code(struct emu_cpu *c, uint16_t sel, unsigned rpl, bool r
 	dpl = D_DPL(d);
 	if (!D_S(d) || !(D_TYPE(d) & 8))
 		emu_raise_gp(c, sel & 0xfffc); /* data, call gates, TSS: unsupported here */
-	if (ret) { /* far ret / iret: to the same or an outer level */
+	if (ret) {                             /* far ret / iret: to the same or an outer level */
 		if (rpl < cpl || ((D_TYPE(d) & 4) ? dpl > rpl : dpl != rpl))
 			emu_raise_gp(c, sel & 0xfffc);
 		ncpl = rpl;
@@ -242,7 +241,9 @@ struct stk {
 
 static void stk_init(struct emu_cpu *c, struct stk *k)
 {
-	k->mask = c->mode == EMU_MODE_LONG64 ? ~0ULL : c->seg[X86_SS].db ? 0xffffffffULL : 0xffffULL;
+	k->mask = c->mode == EMU_MODE_LONG64 ? ~0ULL
+	          : c->seg[X86_SS].db        ? 0xffffffffULL
+	                                     : 0xffffULL;
 	k->sp = c->r[X86_RSP] & k->mask;
 }
 
@@ -350,8 +351,8 @@ void emu_far_ret(struct emu_cpu *c, unsigned opsize, uint16_t imm)
 			set_accessed(c, ssel, dss);
 		set_accessed(c, sel, d);
 		c->seg[X86_SS] = ss;
-		c->r[X86_RSP] = (ss.db || cs.l ? rsp : (c->r[X86_RSP] & ~0xffffULL) | (rsp & 0xffff)) +
-				imm;
+		c->r[X86_RSP] =
+		    (ss.db || cs.l ? rsp : (c->r[X86_RSP] & ~0xffffULL) | (rsp & 0xffff)) + imm;
 		if (!cs.l)
 			c->r[X86_RSP] &= 0xffffffffULL;
 		null_outer_segs(c, ncpl);
@@ -461,7 +462,8 @@ static void load_system(struct emu_cpu *c, uint16_t sel, struct x86_seg *out, bo
 		emu_raise_gp(c, sel & 0xfffc);
 	if (!D_P(d))
 		emu_raise(c, X86_NP, sel & 0xfffc, true);
-	if (bytes == 16 && !emu_canonical((d >> 16 & 0xffffff) | ((d >> 32) & 0xff000000) | hi << 32))
+	if (bytes == 16 &&
+	    !emu_canonical((d >> 16 & 0xffffff) | ((d >> 32) & 0xff000000) | hi << 32))
 		emu_raise_gp(c, sel & 0xfffc);
 	if (tss)
 		emu_sys_write(c, a + 5, 1, ((d >> 40) & 0xff) | 2); /* busy */

@@ -15,22 +15,25 @@
 #include "hv/accel/emu/mmu.h"
 
 /* CPUID feature bits advertised (see the header comment). */
-#define CPUID1_ECX (1U << 21 /* x2APIC */ | 1U << 24 /* TSC-deadline */ | 1U << 31 /* hypervisor */)
-#define CPUID1_EDX                                                                               \
-	(1U << 3 /* PSE */ | 1U << 4 /* TSC */ | 1U << 5 /* MSR */ | 1U << 6 /* PAE */ |         \
-	 1U << 8 /* CX8 */ | 1U << 9 /* APIC */ | 1U << 13 /* PGE */ | 1U << 15 /* CMOV */ |     \
-	 1U << 16 /* PAT */)
-#define CPUID81_ECX (1U << 0 /* LAHF/SAHF in 64-bit mode */)
-#define CPUID81_EDX                                                                              \
-	(1U << 11 /* SYSCALL */ | 1U << 20 /* NX */ | 1U << 26 /* 1 GiB pages */ |               \
-	 1U << 29 /* long mode */)
+#define CPUID1_ECX                                                                                 \
+	(1U << 13 /* CMPXCHG16B */ | 1U << 21 /* x2APIC */ | 1U << 23 /* POPCNT */ |               \
+	 1U << 24 /* TSC-deadline */ | 1U << 31 /* hypervisor */)
+#define CPUID1_EDX                                                                                 \
+	(1U << 3 /* PSE */ | 1U << 4 /* TSC */ | 1U << 5 /* MSR */ | 1U << 6 /* PAE */ |           \
+	 1U << 8 /* CX8 */ | 1U << 9 /* APIC */ | 1U << 13 /* PGE */ | 1U << 15 /* CMOV */ |       \
+	 1U << 16 /* PAT */ | 1U << 19 /* CLFLUSH */)
+#define CPUID7_EBX  (1U << 0 /* FSGSBASE */)
+#define CPUID81_ECX (1U << 0 /* LAHF/SAHF in 64-bit mode */ | 1U << 5 /* LZCNT */)
+#define CPUID81_EDX                                                                                \
+	(1U << 11 /* SYSCALL */ | 1U << 20 /* NX */ | 1U << 26 /* 1 GiB pages */ |                 \
+	 1U << 27 /* RDTSCP */ | 1U << 29 /* long mode */)
 
-#define CR0_VALID                                                                                \
-	(X86_CR0_PE | X86_CR0_MP | X86_CR0_EM | X86_CR0_TS | X86_CR0_ET | X86_CR0_NE |           \
+#define CR0_VALID                                                                                  \
+	(X86_CR0_PE | X86_CR0_MP | X86_CR0_EM | X86_CR0_TS | X86_CR0_ET | X86_CR0_NE |             \
 	 X86_CR0_WP | X86_CR0_AM | X86_CR0_NW | X86_CR0_CD | X86_CR0_PG)
-#define CR4_VALID                                                                                \
-	((1ULL << 2) /* TSD */ | (1ULL << 3) /* DE */ | X86_CR4_PSE | X86_CR4_PAE |              \
-	 (1ULL << 6) /* MCE */ | X86_CR4_PGE | (1ULL << 8) /* PCE */)
+#define CR4_VALID                                                                                  \
+	((1ULL << 2) /* TSD */ | (1ULL << 3) /* DE */ | X86_CR4_PSE | X86_CR4_PAE |                \
+	 (1ULL << 6) /* MCE */ | X86_CR4_PGE | (1ULL << 8) /* PCE */ | X86_CR4_FSGSBASE)
 #define EFER_VALID (X86_EFER_SCE | X86_EFER_LME | X86_EFER_LMA | X86_EFER_NXE)
 
 static void need_cpl0(struct emu_cpu *c)
@@ -85,12 +88,8 @@ void emu_write_cr(struct emu_cpu *c, int n, uint64_t v)
 {
 	need_cpl0(c);
 	switch (n) {
-	case 0:
-		write_cr0(c, v);
-		return;
-	case 2:
-		c->cr2 = v;
-		return;
+	case 0: write_cr0(c, v); return;
+	case 2: c->cr2 = v; return;
 	case 3:
 		if ((c->efer & X86_EFER_LMA) && (v >> 48))
 			emu_raise_gp(c, 0);
@@ -164,18 +163,10 @@ void emu_wrmsr(struct emu_cpu *c, uint32_t idx, uint64_t v)
 		return;
 	}
 	switch (idx) {
-	case MSR_IA32_TSC:
-		emu_set_tsc(c, v);
-		return;
-	case MSR_IA32_APIC_BASE:
-		apic_set_base(c, v);
-		return;
-	case MSR_IA32_MISC_ENABLE:
-		c->misc_enable = v;
-		return;
-	case MSR_IA32_SYSENTER_CS:
-		c->sysenter_cs = v & 0xffff;
-		return;
+	case MSR_IA32_TSC: emu_set_tsc(c, v); return;
+	case MSR_IA32_APIC_BASE: apic_set_base(c, v); return;
+	case MSR_IA32_MISC_ENABLE: c->misc_enable = v; return;
+	case MSR_IA32_SYSENTER_CS: c->sysenter_cs = v & 0xffff; return;
 	case MSR_IA32_SYSENTER_ESP:
 		need_canonical(c, v);
 		c->sysenter_esp = v;
@@ -196,12 +187,8 @@ void emu_wrmsr(struct emu_cpu *c, uint32_t idx, uint64_t v)
 		c->tsc_deadline = v;
 		apic_tsc_deadline_write(c);
 		return;
-	case MSR_EFER:
-		write_efer(c, v);
-		return;
-	case MSR_STAR:
-		c->star = v;
-		return;
+	case MSR_EFER: write_efer(c, v); return;
+	case MSR_STAR: c->star = v; return;
 	case MSR_LSTAR:
 		need_canonical(c, v);
 		c->lstar = v;
@@ -244,8 +231,8 @@ static void put_str(uint32_t *r, const char *s)
 void emu_cpuid(struct emu_cpu *c)
 {
 	uint32_t leaf = (uint32_t)c->r[X86_RAX], sub = (uint32_t)c->r[X86_RCX], r[4] = {0};
-	uint32_t apic_id = apic_x2apic(c) ? lapic_reg(&c->lapic, LAPIC_ID)
-					  : lapic_reg(&c->lapic, LAPIC_ID) >> 24;
+	uint32_t apic_id =
+	    apic_x2apic(c) ? lapic_reg(&c->lapic, LAPIC_ID) : lapic_reg(&c->lapic, LAPIC_ID) >> 24;
 	static const char brand[48] = "hv emu x86-64 CPU @ 1.00GHz";
 
 	switch (leaf) {
@@ -259,6 +246,10 @@ void emu_cpuid(struct emu_cpu *c)
 		r[2] = CPUID1_ECX;
 		r[3] = CPUID1_EDX;
 		break;
+	case 7:
+		if (sub == 0)
+			r[1] = CPUID7_EBX;
+		break;
 	case 0xb: /* x2APIC topology: one thread per core, one core per package */
 		if (sub == 0)
 			r[0] = 0, r[1] = 1, r[2] = 0x100;
@@ -271,34 +262,24 @@ void emu_cpuid(struct emu_cpu *c)
 	case 0x15:
 		r[0] = 1, r[1] = 1, r[2] = (uint32_t)EMU_TSC_HZ; /* TSC = crystal = 1 GHz */
 		break;
-	case 0x16:
-		r[0] = r[1] = r[2] = (uint32_t)(EMU_TSC_HZ / 1000000);
-		break;
+	case 0x16: r[0] = r[1] = r[2] = (uint32_t)(EMU_TSC_HZ / 1000000); break;
 	case 0x40000000:
 		r[0] = 0x40000010;
 		put_str(&r[1], "HvEm"), put_str(&r[2], "uHvE"), put_str(&r[3], "mu  ");
 		break;
-	case 0x40000010:
-		r[0] = r[1] = (uint32_t)(EMU_TSC_HZ / 1000);
-		break;
-	case 0x80000000:
-		r[0] = 0x80000008;
-		break;
+	case 0x40000010: r[0] = r[1] = (uint32_t)(EMU_TSC_HZ / 1000); break;
+	case 0x80000000: r[0] = 0x80000008; break;
 	case 0x80000001:
 		r[2] = CPUID81_ECX;
 		r[3] = CPUID81_EDX;
 		break;
 	case 0x80000002:
 	case 0x80000003:
-	case 0x80000004:
-		memcpy(r, brand + (leaf - 0x80000002) * 16, 16);
-		break;
+	case 0x80000004: memcpy(r, brand + (leaf - 0x80000002) * 16, 16); break;
 	case 0x80000007:
 		r[3] = 1U << 8; /* invariant TSC */
 		break;
-	case 0x80000008:
-		r[0] = 48 | (48 << 8);
-		break;
+	case 0x80000008: r[0] = 48 | (48 << 8); break;
 	}
 	c->r[X86_RAX] = r[0];
 	c->r[X86_RBX] = r[1];

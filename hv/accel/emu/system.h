@@ -16,10 +16,10 @@
 
 #include "hv/accel/emu/cpu.h"
 
-#define EMU_TSC_HZ	   1000000000ULL /* guest TSC and APIC bus clock */
-#define EMU_CHECK_INSNS	   4096		 /* timer/epoch checks at least this often */
-#define EMU_NO_DEADLINE	   UINT64_MAX
-#define EMU_NO_SHADOW	   UINT64_MAX
+#define EMU_TSC_HZ      1000000000ULL /* guest TSC and APIC bus clock */
+#define EMU_CHECK_INSNS 4096          /* timer/epoch checks at least this often */
+#define EMU_NO_DEADLINE UINT64_MAX
+#define EMU_NO_SHADOW   UINT64_MAX
 
 /* Kinds of event delivery (except.c). */
 enum emu_event_kind {
@@ -56,7 +56,7 @@ struct emu_sys {
 	/* Dirty-log grace period (emu.c): inside vcpu_run, and the last epoch acked. */
 	_Atomic int active;
 	_Atomic uint64_t ack_epoch;
-	bool dead; /* halted with interrupts off: counted in the VM's dead count */
+	bool dead;     /* halted with interrupts off: counted in the VM's dead count */
 	bool shutdown; /* triple fault: the VM is going down */
 	bool in_run;   /* a run loop's fault_jmp is armed */
 	bool uninit;   /* mp_state UNINITIALIZED: an AP waiting for a start it never gets */
@@ -68,8 +68,8 @@ static inline struct emu_sys *emu_sys(struct emu_cpu *c)
 }
 
 /* ---- emu.c ---- */
-uint64_t emu_now(struct emu_cpu *c);		  /* guest TSC now */
-void emu_set_tsc(struct emu_cpu *c, uint64_t tsc); /* make the guest TSC read @tsc now */
+uint64_t emu_now(struct emu_cpu *c);                 /* guest TSC now */
+void emu_set_tsc(struct emu_cpu *c, uint64_t tsc);   /* make the guest TSC read @tsc now */
 void emu_sys_kick(struct emu_cpu *c, uint32_t bits); /* attention + wake a halted CPU */
 /*
  * emu_send_ipi - fixed interrupt @vec from @c to the vCPUs of its VM selected by the ICR
@@ -100,13 +100,13 @@ void emu_desc_to_seg(uint64_t d, uint16_t sel, struct x86_seg *s);
  * (null allowed only with @allow_null: 64-bit code below CPL 3). Raises #GP/#SS.
  */
 void emu_check_ss(struct emu_cpu *c, uint16_t sel, unsigned cpl, bool allow_null,
-		  struct x86_seg *out);
+                  struct x86_seg *out);
 /* emu_seg_null - a null ("unusable") segment register with selector @sel. */
 void emu_seg_null(struct x86_seg *s, uint16_t sel, unsigned dpl);
 
 /* ---- except.c ---- */
 void emu_deliver(struct emu_cpu *c, unsigned vec, uint32_t err, bool has_err, int kind,
-		 uint64_t ret_rip);
+                 uint64_t ret_rip);
 /*
  * emu_exc_unwound - called by the run loop after emu_raise() longjmp'd: combines the new
  * exception with one being delivered (#DF), delivers it. Returns 0 when delivered, -1 on
