@@ -17,20 +17,20 @@
 #define EMU_OP_0F(b) (0x100 | (b))
 
 struct emu_insn {
-	uint16_t op;      /* map << 8 | opcode byte */
-	uint8_t len;      /* bytes, prefixes included */
-	uint8_t opsize;   /* operand size of 'v' operands: 2, 4 or 8 */
-	uint8_t addrsize; /* 2, 4 or 8 */
-	uint8_t rex;      /* the REX byte, 0 if none (then SPL..DIL read as AH..BH) */
-	uint8_t rep;      /* 0, 0xf2 (REPNE) or 0xf3 (REP/REPE) */
-	uint8_t lock;     /* LOCK prefix seen */
-	uint8_t p66;      /* operand-size prefix seen (mandatory-prefix forms) */
-	uint8_t seg;      /* segment of the memory operand (override or default) */
-	uint8_t segovr;   /* a segment override prefix was given */
-	uint8_t modrm;    /* raw ModRM byte */
-	uint8_t mod;      /* ModRM.mod; 3 means a register operand */
-	uint8_t reg;      /* ModRM.reg with REX.R */
-	uint8_t rm;       /* ModRM.rm with REX.B when mod == 3 */
+	uint16_t op;       /* map << 8 | opcode byte */
+	uint8_t len;       /* bytes, prefixes included */
+	uint8_t opsize;    /* operand size of 'v' operands: 2, 4 or 8 */
+	uint8_t addrsize;  /* 2, 4 or 8 */
+	uint8_t rex;       /* the REX byte, 0 if none (then SPL..DIL read as AH..BH) */
+	uint8_t rep;       /* 0, 0xf2 (REPNE) or 0xf3 (REP/REPE) */
+	uint8_t lock;      /* LOCK prefix seen */
+	uint8_t p66;       /* operand-size prefix seen (mandatory-prefix forms) */
+	uint8_t seg;       /* segment of the memory operand (override or default) */
+	uint8_t segovr;    /* a segment override prefix was given */
+	uint8_t modrm;     /* raw ModRM byte */
+	uint8_t mod;       /* ModRM.mod; 3 means a register operand */
+	uint8_t reg;       /* ModRM.reg with REX.R */
+	uint8_t rm;        /* ModRM.rm with REX.B when mod == 3 */
 	uint8_t rspbase;   /* the memory operand's base register is RSP */
 	uint64_t ea;       /* effective address (offset in seg), truncated to addrsize */
 	uint64_t imm;      /* immediate, sign-extended where the encoding says so */
