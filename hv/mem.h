@@ -17,23 +17,25 @@
 
 #include "hv/error.h"
 
-#define MEM_PAGE_SHIFT 12
-#define MEM_PAGE_SIZE  4096ULL
-#define MEM_MAX_SLOTS  8
+#define MEM_PAGE_SHIFT  12
+#define MEM_PAGE_SIZE   4096ULL
+#define MEM_MAX_SLOTS   8
+#define MEM_CHUNK_SHIFT 21 /* 2 MiB: the unit mem_populate() faults in */
 
 /* Standard layout: RAM from 0 up to MEM_LOW_END, the rest from MEM_HIGH_BASE. */
 #define MEM_LOW_END   0xC0000000ULL /* 3 GiB: [3 GiB, 4 GiB) is the MMIO hole */
 #define MEM_HIGH_BASE 0x100000000ULL
-#define MEM_MIN_SIZE  (2ULL << 20)  /* 2 MiB */
-#define MEM_MAX_SIZE  (1ULL << 40)  /* 1 TiB: anything larger is a typo */
+#define MEM_MIN_SIZE  (2ULL << 20) /* 2 MiB */
+#define MEM_MAX_SIZE  (1ULL << 40) /* 1 TiB: anything larger is a typo */
 
 struct mem_slot {
-	uint64_t gpa;		  /* first guest-physical byte */
-	uint64_t size;		  /* bytes, a multiple of MEM_PAGE_SIZE */
-	uint8_t *hva;		  /* host mapping (MAP_SHARED of the memfd) */
-	int fd;			  /* memfd; owned by the slot, closed by mem_destroy() */
-	uint64_t first_page;	  /* this slot's first page in the VM-wide page numbering */
-	_Atomic uint64_t *dirty;  /* dirty bitmap, one bit per page; see dirty.h */
+	uint64_t gpa;                /* first guest-physical byte */
+	uint64_t size;               /* bytes, a multiple of MEM_PAGE_SIZE */
+	uint8_t *hva;                /* host mapping (MAP_SHARED of the memfd) */
+	int fd;                      /* memfd; owned by the slot, closed by mem_destroy() */
+	uint64_t first_page;         /* this slot's first page in the VM-wide page numbering */
+	_Atomic uint64_t *dirty;     /* dirty bitmap, one bit per page; see dirty.h */
+	_Atomic uint64_t *populated; /* one bit per MEM_CHUNK: host pages exist (mem_populate) */
 };
 
 struct dirty_source;
@@ -41,17 +43,17 @@ struct dirty_source;
 struct guest_mem {
 	struct mem_slot slot[MEM_MAX_SLOTS]; /* sorted by gpa, non-overlapping */
 	int nslots;
-	uint64_t npages;	/* pages over all slots (VM-wide page numbering) */
-	uint64_t ram_size;	/* bytes over all slots */
+	uint64_t npages;   /* pages over all slots (VM-wide page numbering) */
+	uint64_t ram_size; /* bytes over all slots */
 
 	/* Dirty log state (dirty.c). */
-	_Atomic bool dirty_on;		/* logging enabled */
-	_Atomic uint64_t dirty_epoch;	/* bumped by dirty_start() and every harvest */
+	_Atomic bool dirty_on;                /* logging enabled */
+	_Atomic uint64_t dirty_epoch;         /* bumped by dirty_start() and every harvest */
 	const struct dirty_source *dirty_src; /* backend hooks, may be NULL */
 	void *dirty_src_opaque;
-	pthread_mutex_t dirty_lock;	/* serialises start/stop/harvest (not writers) */
-	uint64_t dirty_last_ns;		/* time of the previous harvest */
-	double dirty_rate_bps;		/* smoothed bytes/s */
+	pthread_mutex_t dirty_lock; /* serialises start/stop/harvest (not writers) */
+	uint64_t dirty_last_ns;     /* time of the previous harvest */
+	double dirty_rate_bps;      /* smoothed bytes/s */
 };
 
 /*
@@ -87,8 +89,27 @@ void *mem_hva(struct guest_mem *m, uint64_t gpa, uint64_t len);
  * in the dirty log.
  */
 int gpa_read(struct guest_mem *m, uint64_t gpa, void *buf, size_t len, struct hv_error *err);
-int gpa_write(struct guest_mem *m, uint64_t gpa, const void *buf, size_t len,
-	      struct hv_error *err);
+int gpa_write(struct guest_mem *m, uint64_t gpa, const void *buf, size_t len, struct hv_error *err);
+
+/*
+ * mem_populate - make the host pages of the 2 MiB chunk holding @off (an offset into @s)
+ * exist, in one system call, the first time any page of the chunk is touched. A software
+ * CPU that first-touches guest RAM page by page pays a host page fault per 4 KiB; on a
+ * host without shared-memory huge pages (shmem_enabled=never, the common default) that is
+ * most of the time of a guest sweeping fresh memory. Populating by chunk costs what a
+ * transparent huge page would (RAM is committed 2 MiB at a time) and keeps the memfd.
+ * Cheap when already done (one bit test); best effort, never fails.
+ */
+void mem_populate_slow(struct mem_slot *s, uint64_t chunk);
+
+static inline void mem_populate(struct mem_slot *s, uint64_t off)
+{
+	uint64_t chunk = off >> MEM_CHUNK_SHIFT;
+
+	if (!(atomic_load_explicit(&s->populated[chunk / 64], memory_order_relaxed) &
+	      (1ULL << (chunk % 64))))
+		mem_populate_slow(s, chunk);
+}
 
 /* gpa_is_ram - true when all of [@gpa, @gpa+@len) is RAM. */
 bool gpa_is_ram(struct guest_mem *m, uint64_t gpa, uint64_t len);

@@ -39,55 +39,62 @@ enum emu_mode {
 #define EMU_ATTN_MODE  (1U << 4) /* mode/CPL changed (informational) */
 #define EMU_ATTN_EPOCH (1U << 5) /* the dirty-log epoch moved: reload it at the boundary */
 
-/* Soft TLB: direct-mapped, one entry per linear page. */
-#define EMU_TLB_BITS 8
-#define EMU_TLB_SIZE (1U << EMU_TLB_BITS)
-#define EMU_TLB_R    (1U << 0) /* readable */
-#define EMU_TLB_W    (1U << 1) /* writable by the page tables and PTE.D already set */
-#define EMU_TLB_X    (1U << 2) /* executable */
+/*
+ * Soft TLB: direct-mapped, one entry per linear page, large enough (64K entries, 256 MiB of
+ * linear space) that a guest sweeping its RAM keeps hitting. An entry's tag is the linear
+ * page address with the TLB generation in its low 12 bits, so a full flush (CR3 writes)
+ * is one increment; a zeroed entry never matches because generations start at 1.
+ */
+#define EMU_TLB_BITS    16
+#define EMU_TLB_GEN_MAX 0xfffU
+#define EMU_TLB_SIZE    (1U << EMU_TLB_BITS)
+#define EMU_TLB_R       (1U << 0) /* readable */
+#define EMU_TLB_W       (1U << 1) /* writable by the page tables and PTE.D already set */
+#define EMU_TLB_X       (1U << 2) /* executable */
 
 struct emu_tlb_entry {
-	uint64_t vpn;	     /* linear address >> 12; EMU_TLB_INVALID when empty */
-	uintptr_t addend;    /* host address = linear address + addend */
-	uint64_t wepoch;     /* writes take the fast path only if == cpu->dirty_epoch */
-	uint64_t gpa_page;   /* guest-physical address of the page */
-	uint32_t flags;	     /* EMU_TLB_* */
+	uint64_t tag;      /* linear page address | generation (emu_tlb_tag) */
+	uintptr_t addend;  /* host address = linear address + addend */
+	uint64_t wepoch;   /* writes take the fast path only if == cpu->dirty_epoch */
+	uint64_t gpa_page; /* guest-physical address of the page */
+	uint32_t flags;    /* EMU_TLB_* */
 	uint32_t pad;
 };
 #define EMU_TLB_INVALID (~0ULL)
 
 /* Lazy arithmetic flags (flags.c): CF PF AF ZF SF OF are computed from the last op. */
 struct emu_lazy {
-	uint64_t res;	/* result */
-	uint64_t src1;	/* first operand (destination before the op) */
-	uint64_t src2;	/* second operand */
-	uint32_t op;	/* EMU_CC_* in flags.h; EMU_CC_NONE: flags hold the values */
-	uint32_t size;	/* operand size in bytes */
+	uint64_t res;  /* result */
+	uint64_t src1; /* first operand (destination before the op) */
+	uint64_t src2; /* second operand */
+	uint32_t op;   /* EMU_CC_* in flags.h; EMU_CC_NONE: flags hold the values */
+	uint32_t size; /* operand size in bytes */
 };
 
 /* Exit reasons of emu_cpu_exec() (the standalone interface used by tests). */
 enum emu_exit_reason {
-	EMU_EXIT_ICOUNT = 1,	/* executed max_insns */
-	EMU_EXIT_STOP_RIP,	/* reached stop_rip (not executed) */
-	EMU_EXIT_EXCEPTION,	/* exception raised and exc_exit set: not delivered */
-	EMU_EXIT_HLT,		/* hlt with interrupts off, or no timer armed */
-	EMU_EXIT_SHUTDOWN,	/* triple fault */
-	EMU_EXIT_KICK,		/* attention from another thread */
+	EMU_EXIT_ICOUNT = 1, /* executed max_insns */
+	EMU_EXIT_STOP_RIP,   /* reached stop_rip (not executed) */
+	EMU_EXIT_EXCEPTION,  /* exception raised and exc_exit set: not delivered */
+	EMU_EXIT_HLT,        /* hlt with interrupts off, or no timer armed */
+	EMU_EXIT_SHUTDOWN,   /* triple fault */
+	EMU_EXIT_KICK,       /* attention from another thread */
 };
 
 struct emu_cpu {
 	/* --- hot state, used by both halves --- */
 	uint64_t r[X86_NR_GPRS];
 	uint64_t rip;
-	uint64_t flags;		/* RFLAGS except the six arithmetic flags while lazy */
+	uint64_t flags; /* RFLAGS except the six arithmetic flags while lazy */
 	struct emu_lazy cc;
-	uint64_t icount;	/* retired instructions */
+	uint64_t icount;          /* retired instructions */
 	uint64_t icount_deadline; /* run loop services timers/stops when icount reaches it */
-	_Atomic uint32_t attn;	/* EMU_ATTN_*; the loop checks it before every instruction */
-	int mode;		/* enum emu_mode */
+	_Atomic uint32_t attn;    /* EMU_ATTN_*; the loop checks it before every instruction */
+	int mode;                 /* enum emu_mode */
 	int cpl;
-	uint64_t insn_rip;	/* RIP of the instruction being executed */
-	uint64_t dirty_epoch;	/* epoch this vCPU's TLB write entries are valid for */
+	uint64_t insn_rip;    /* RIP of the instruction being executed */
+	uint64_t dirty_epoch; /* epoch this vCPU's TLB write entries are valid for */
+	uint64_t tlb_gen;     /* current TLB generation, 1..EMU_TLB_GEN_MAX */
 	struct emu_tlb_entry tlb[EMU_TLB_SIZE];
 	struct guest_mem *mem;
 	struct io_bus *io;
@@ -103,19 +110,19 @@ struct emu_cpu {
 	struct x86_lapic lapic;
 	struct x86_events events;
 	int halted;
-	uint64_t tsc_offset;	/* guest TSC = host-derived clock + tsc_offset */
+	uint64_t tsc_offset; /* guest TSC = host-derived clock + tsc_offset */
 	uint8_t xsave[X86_XSAVE_SIZE];
 
 	/* --- run-loop plumbing (system half) --- */
-	jmp_buf fault_jmp;	/* emu_raise() longjmps here */
-	int exc_depth;		/* nesting while delivering: 1 -> #DF, 2 -> triple fault */
-	bool exc_exit;		/* tests: return exceptions from emu_cpu_exec, don't deliver */
-	int exc_vector;		/* the exception that made emu_cpu_exec() return */
+	jmp_buf fault_jmp; /* emu_raise() longjmps here */
+	int exc_depth;     /* nesting while delivering: 1 -> #DF, 2 -> triple fault */
+	bool exc_exit;     /* tests: return exceptions from emu_cpu_exec, don't deliver */
+	int exc_vector;    /* the exception that made emu_cpu_exec() return */
 	uint32_t exc_error;
-	bool deterministic;	/* time = f(icount); set before emu_cpu_set_state() (anchors TSC) */
-	struct vm *vm;		/* NULL for a standalone CPU (tests) */
+	bool deterministic; /* time = f(icount); set before emu_cpu_set_state() (anchors TSC) */
+	struct vm *vm;      /* NULL for a standalone CPU (tests) */
 	struct vcpu *vcpu;
-	void *sys;		/* system-half private data (timer state etc.) */
+	void *sys; /* system-half private data (timer state etc.) */
 };
 
 /* ===== Provided by the instruction half ===== */
@@ -134,9 +141,9 @@ void emu_set_rflags(struct emu_cpu *c, uint64_t v);
 
 /* emu_raise - raise exception @vec (with @err when @has_err) at c->insn_rip. */
 _Noreturn void emu_raise(struct emu_cpu *c, unsigned vec, uint32_t err, bool has_err);
-#define emu_raise_ud(c)	     emu_raise((c), X86_UD, 0, false)
-#define emu_raise_gp(c, e)   emu_raise((c), X86_GP, (e), true)
-#define emu_raise_de(c)	     emu_raise((c), X86_DE, 0, false)
+#define emu_raise_ud(c)    emu_raise((c), X86_UD, 0, false)
+#define emu_raise_gp(c, e) emu_raise((c), X86_GP, (e), true)
+#define emu_raise_de(c)    emu_raise((c), X86_DE, 0, false)
 
 /* Linear address of @seg:@off for an access of @size (segment base, limit in legacy). */
 uint64_t emu_lin_slow(struct emu_cpu *c, int seg, uint64_t off, unsigned size, bool write);

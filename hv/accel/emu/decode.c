@@ -361,7 +361,7 @@ void emu_step(struct emu_cpu *c)
 	if (c->mode != EMU_MODE_LONG64)
 		lin = (uint32_t)(c->seg[X86_CS].base + c->rip);
 	struct emu_tlb_entry *e = emu_tlb_slot(c, lin);
-	if (__builtin_expect(e->vpn == lin >> 12 && (e->flags & EMU_TLB_X), 1)) {
+	if (__builtin_expect(e->tag == emu_tlb_tag(c, lin) && (e->flags & EMU_TLB_X), 1)) {
 		p = (const uint8_t *)(uintptr_t)(lin + e->addend); /* soft-TLB hit */
 		avail = 4096 - (lin & EMU_PAGE_MASK);
 	} else {

@@ -20,7 +20,7 @@ static inline void *tlb_host(struct emu_cpu *c, uint64_t lin, uint64_t n, bool w
 {
 	struct emu_tlb_entry *e = emu_tlb_slot(c, lin);
 
-	if (e->vpn != lin >> 12 || (lin & EMU_PAGE_MASK) + n > 4096)
+	if (e->tag != emu_tlb_tag(c, lin) || (lin & EMU_PAGE_MASK) + n > 4096)
 		return NULL;
 	if (write && e->wepoch != c->dirty_epoch)
 		return NULL;

@@ -224,18 +224,21 @@ fault:
 
 void emu_tlb_flush(struct emu_cpu *c)
 {
-	for (unsigned i = 0; i < EMU_TLB_SIZE; i++) {
-		c->tlb[i].vpn = EMU_TLB_INVALID;
-		c->tlb[i].wepoch = EMU_TLB_INVALID;
+	if (c->tlb_gen >= 1 && c->tlb_gen < EMU_TLB_GEN_MAX) {
+		c->tlb_gen++;
+		return;
 	}
+	/* Generations exhausted (or first use): really empty it, once per 4095 flushes. */
+	memset(c->tlb, 0, sizeof(c->tlb));
+	c->tlb_gen = 1;
 }
 
 void emu_invlpg(struct emu_cpu *c, uint64_t lin)
 {
 	struct emu_tlb_entry *e = emu_tlb_slot(c, lin);
 
-	if (e->vpn == lin >> 12) {
-		e->vpn = EMU_TLB_INVALID;
+	if (e->tag == emu_tlb_tag(c, lin)) {
+		e->tag = 0;
 		e->wepoch = EMU_TLB_INVALID;
 	}
 }
@@ -255,7 +258,7 @@ static void mark_gpa(struct emu_cpu *c, uint64_t gpa)
 static uint8_t *translate(struct emu_cpu *c, uint64_t lin, int acc, uint64_t *gpa)
 {
 	struct emu_tlb_entry *e;
-	uint64_t vpn, page;
+	uint64_t tag, page;
 	struct xlate x;
 	struct mem_slot *s;
 	uint32_t pferr;
@@ -266,9 +269,9 @@ static uint8_t *translate(struct emu_cpu *c, uint64_t lin, int acc, uint64_t *gp
 	else if (!emu_canonical(lin))
 		emu_raise_gp(c, 0);
 	e = emu_tlb_slot(c, lin);
-	vpn = lin >> 12;
+	tag = emu_tlb_tag(c, lin);
 	page = lin & ~EMU_PAGE_MASK;
-	if (e->vpn == vpn) {
+	if (e->tag == tag) {
 		uint32_t need = acc == ACC_W ? EMU_TLB_W : acc == ACC_X ? EMU_TLB_X : EMU_TLB_R;
 		if (e->flags & need) {
 			*gpa = e->gpa_page | (lin & EMU_PAGE_MASK);
@@ -288,9 +291,10 @@ static uint8_t *translate(struct emu_cpu *c, uint64_t lin, int acc, uint64_t *gp
 	if (!s)
 		return NULL; /* MMIO: never cached */
 	hva = s->hva + (x.gpa - s->gpa);
+	mem_populate(s, x.gpa - s->gpa);
 	if (acc == ACC_W)
 		dirty_mark_page(c->mem, s, (x.gpa - s->gpa) >> MEM_PAGE_SHIFT);
-	e->vpn = vpn;
+	e->tag = tag;
 	e->addend = (uintptr_t)(hva - (lin & EMU_PAGE_MASK)) - (uintptr_t)page;
 	e->gpa_page = x.gpa & ~EMU_PAGE_MASK;
 	e->flags = x.tlb_flags;
@@ -408,7 +412,7 @@ const uint8_t *emu_code_ptr(struct emu_cpu *c, uint64_t lin, unsigned *avail)
 	uint8_t *h;
 
 	*avail = 4096 - (unsigned)(lin & EMU_PAGE_MASK);
-	if (e->vpn == lin >> 12 && (e->flags & EMU_TLB_X))
+	if (e->tag == emu_tlb_tag(c, lin) && (e->flags & EMU_TLB_X))
 		return (const uint8_t *)(uintptr_t)(lin + e->addend);
 	h = translate(c, lin, ACC_X, &gpa);
 	if (!h)

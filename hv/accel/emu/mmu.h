@@ -21,9 +21,14 @@ static inline struct emu_tlb_entry *emu_tlb_slot(struct emu_cpu *c, uint64_t lin
 	return &c->tlb[(lin >> 12) & (EMU_TLB_SIZE - 1)];
 }
 
+/* emu_tlb_tag - the tag an entry for @lin carries in the current generation. */
+static inline uint64_t emu_tlb_tag(struct emu_cpu *c, uint64_t lin)
+{
+	return (lin & ~EMU_PAGE_MASK) | c->tlb_gen;
+}
+
 /* emu_lin - linear address of @seg:@off; 64-bit mode only adds FS/GS bases. */
-static inline uint64_t emu_lin(struct emu_cpu *c, int seg, uint64_t off, unsigned size,
-			       bool write)
+static inline uint64_t emu_lin(struct emu_cpu *c, int seg, uint64_t off, unsigned size, bool write)
 {
 	if (__builtin_expect(c->mode == EMU_MODE_LONG64, 1)) {
 		if (seg >= X86_FS)
@@ -37,13 +42,26 @@ static inline uint64_t emu_read_lin(struct emu_cpu *c, uint64_t lin, unsigned si
 {
 	struct emu_tlb_entry *e = emu_tlb_slot(c, lin);
 
-	if (__builtin_expect(e->vpn == (lin >> 12) && (lin & EMU_PAGE_MASK) + size <= 4096, 1)) {
+	if (__builtin_expect(e->tag == emu_tlb_tag(c, lin) && (lin & EMU_PAGE_MASK) + size <= 4096,
+	                     1)) {
 		const void *p = (const void *)(uintptr_t)(lin + e->addend);
 		switch (size) {
 		case 1: return *(const uint8_t *)p;
-		case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
-		case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
-		case 8: { uint64_t v; memcpy(&v, p, 8); return v; }
+		case 2: {
+			uint16_t v;
+			memcpy(&v, p, 2);
+			return v;
+		}
+		case 4: {
+			uint32_t v;
+			memcpy(&v, p, 4);
+			return v;
+		}
+		case 8: {
+			uint64_t v;
+			memcpy(&v, p, 8);
+			return v;
+		}
 		}
 	}
 	return emu_read_slow(c, lin, size);
@@ -53,14 +71,22 @@ static inline void emu_write_lin(struct emu_cpu *c, uint64_t lin, unsigned size,
 {
 	struct emu_tlb_entry *e = emu_tlb_slot(c, lin);
 
-	if (__builtin_expect(e->vpn == (lin >> 12) && e->wepoch == c->dirty_epoch &&
-				     (lin & EMU_PAGE_MASK) + size <= 4096,
-			     1)) {
+	if (__builtin_expect(e->tag == emu_tlb_tag(c, lin) && e->wepoch == c->dirty_epoch &&
+	                         (lin & EMU_PAGE_MASK) + size <= 4096,
+	                     1)) {
 		void *p = (void *)(uintptr_t)(lin + e->addend);
 		switch (size) {
 		case 1: *(uint8_t *)p = (uint8_t)val; return;
-		case 2: { uint16_t v = (uint16_t)val; memcpy(p, &v, 2); return; }
-		case 4: { uint32_t v = (uint32_t)val; memcpy(p, &v, 4); return; }
+		case 2: {
+			uint16_t v = (uint16_t)val;
+			memcpy(p, &v, 2);
+			return;
+		}
+		case 4: {
+			uint32_t v = (uint32_t)val;
+			memcpy(p, &v, 4);
+			return;
+		}
 		case 8: memcpy(p, &val, 8); return;
 		}
 	}
@@ -73,8 +99,7 @@ static inline uint64_t emu_read(struct emu_cpu *c, int seg, uint64_t off, unsign
 	return emu_read_lin(c, emu_lin(c, seg, off, size, false), size);
 }
 
-static inline void emu_write(struct emu_cpu *c, int seg, uint64_t off, unsigned size,
-			     uint64_t val)
+static inline void emu_write(struct emu_cpu *c, int seg, uint64_t off, unsigned size, uint64_t val)
 {
 	emu_write_lin(c, emu_lin(c, seg, off, size, true), size, val);
 }
