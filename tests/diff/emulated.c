@@ -1,7 +1,7 @@
 /*
  * emulated.c - running a snippet on emu, the software CPU, in the host's shape.
  *
- * Guest memory has a slot at the code page and one at the data area, at the same
+ * Guest memory has a slot at the code pages and one at the data area, at the same
  * addresses the host uses (diff.h), and identity-mapping page tables that map exactly
  * those pages the way Linux maps the host's: code user read-only and executable, data user
  * read-write and not executable, everything else absent. The CPU runs in 64-bit mode at
@@ -10,9 +10,13 @@
  * emu_cpu_exec() returns them (exc_exit), and the harness compares them with the signal
  * the host took.
  */
+#include <asm/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "hv/accel/emu/cpu.h"
 #include "diff.h"
@@ -25,13 +29,13 @@
 #define PTE_NX (1ULL << 63)
 
 /* Page-table pages inside the DIFF_PT slot, and the GDT after them. */
-#define PML4	 (DIFF_PT + 0x0000)
-#define PDPT	 (DIFF_PT + 0x1000)
-#define PD	 (DIFF_PT + 0x2000)
-#define PT_LOW	 (DIFF_PT + 0x3000) /* maps the DIFF_PT slot itself (supervisor) */
-#define PT_HIGH	 (DIFF_PT + 0x4000) /* maps the code page and the data area */
-#define GDT	 (DIFF_PT + 0x5000)
-#define TSS	 (DIFF_PT + 0x6000)
+#define PML4    (DIFF_PT + 0x0000)
+#define PDPT    (DIFF_PT + 0x1000)
+#define PD      (DIFF_PT + 0x2000)
+#define PT_LOW  (DIFF_PT + 0x3000) /* maps the DIFF_PT slot itself (supervisor) */
+#define PT_HIGH (DIFF_PT + 0x4000) /* maps the code pages and the data area */
+#define GDT     (DIFF_PT + 0x5000)
+#define TSS     (DIFF_PT + 0x6000)
 
 struct emulated {
 	struct guest_mem mem;
@@ -40,7 +44,6 @@ struct emulated {
 	struct x86_state base; /* the state every run starts from, but for GPRs and RIP */
 	struct x86_state out;
 	uint8_t *code, *data, *pt;
-	uint32_t features;
 };
 
 static void put64(uint8_t *base, uint64_t off, uint64_t v)
@@ -73,8 +76,7 @@ static void build_page_tables(struct emulated *e)
 	put64(pt, GDT - DIFF_PT + 0x28, 0x00cff3000000ffffULL);
 	put64(pt, GDT - DIFF_PT + 0x30, 0x00affb000000ffffULL);
 	put64(pt, GDT - DIFF_PT + 0x40,
-	      0x0000890000000067ULL | ((TSS & 0xffffffULL) << 16) |
-		      ((uint64_t)(TSS >> 24) << 56));
+	      0x0000890000000067ULL | ((TSS & 0xffffffULL) << 16) | ((uint64_t)(TSS >> 24) << 56));
 }
 
 static void flat(struct x86_seg *s, uint16_t sel, uint8_t type, uint8_t code64)
@@ -120,6 +122,11 @@ static void build_state(struct emulated *e)
 	null_seg(&s->seg[X86_ES]);
 	null_seg(&s->seg[X86_FS]);
 	null_seg(&s->seg[X86_GS]);
+	/* The host's FS (TLS) and GS bases and its CR4.FSGSBASE, for rd/wr{fs,gs}base. */
+	syscall(SYS_arch_prctl, ARCH_GET_FS, &s->seg[X86_FS].base);
+	syscall(SYS_arch_prctl, ARCH_GET_GS, &s->seg[X86_GS].base);
+	if (getauxval(AT_HWCAP2) & 2) /* HWCAP2_FSGSBASE */
+		s->cr4 |= X86_CR4_FSGSBASE;
 	memset(&s->tr, 0, sizeof(s->tr));
 	s->tr.selector = 0x40;
 	s->tr.base = TSS;
@@ -136,13 +143,10 @@ static void build_state(struct emulated *e)
 	s->mp_state = X86_MP_RUNNABLE;
 }
 
-static uint32_t bit(uint32_t reg, int n, uint32_t feat)
+void emulated_cpuid(struct emulated *e, uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
-	return (reg >> n) & 1 ? feat : 0;
-}
+	struct emu_cpu *c = e->cpu;
 
-static void cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t r[4])
-{
 	c->r[X86_RAX] = leaf;
 	c->r[X86_RCX] = sub;
 	emu_cpuid(c);
@@ -152,39 +156,10 @@ static void cpuid(struct emu_cpu *c, uint32_t leaf, uint32_t sub, uint32_t r[4])
 	r[3] = (uint32_t)c->r[X86_RDX];
 }
 
-static void read_features(void *arg)
-{
-	struct emulated *e = arg;
-	uint32_t r[4], max, maxext;
-	uint32_t f = 0;
-
-	cpuid(e->cpu, 0, 0, r);
-	max = r[0];
-	cpuid(e->cpu, 1, 0, r);
-	f |= bit(r[2], 23, FEAT_POPCNT) | bit(r[2], 22, FEAT_MOVBE) | bit(r[2], 20, FEAT_SSE42) |
-	     bit(r[2], 19, FEAT_SSE41) | bit(r[2], 13, FEAT_CX16) | bit(r[2], 9, FEAT_SSSE3) |
-	     bit(r[3], 26, FEAT_SSE2);
-	if (max >= 7) {
-		cpuid(e->cpu, 7, 0, r);
-		f |= bit(r[1], 3, FEAT_BMI1) | bit(r[1], 8, FEAT_BMI2) | bit(r[1], 19, FEAT_ADX) |
-		     bit(r[2], 22, FEAT_RDPID);
-	}
-	cpuid(e->cpu, 0x80000000, 0, r);
-	maxext = r[0];
-	if (maxext >= 0x80000001) {
-		cpuid(e->cpu, 0x80000001, 0, r);
-		f |= bit(r[2], 0, FEAT_LAHF) | bit(r[2], 5, FEAT_LZCNT) |
-		     bit(r[2], 8, FEAT_PREFETCHW);
-	}
-	e->features = f;
-}
-
 struct emulated *emulated_new(char *why, size_t whylen)
 {
 	struct emulated *e = calloc(1, sizeof(*e));
 	struct hv_error err = {0};
-	uint64_t pc;
-	int sig;
 
 	if (!e) {
 		snprintf(why, whylen, "out of memory");
@@ -211,12 +186,6 @@ struct emulated *emulated_new(char *why, size_t whylen)
 		goto fail;
 	}
 	build_state(e);
-	sig = native_guarded(read_features, e, &pc);
-	if (sig) {
-		snprintf(why, whylen, "emu_cpuid crashed: signal %d at host pc %#llx", sig,
-			 (unsigned long long)pc);
-		goto fail;
-	}
 	return e;
 fail:
 	emulated_free(e);
@@ -238,11 +207,6 @@ uint8_t *emulated_data(struct emulated *e)
 	return e->data;
 }
 
-uint32_t emulated_features(struct emulated *e)
-{
-	return e->features;
-}
-
 static int fresh_cpu(struct emulated *e, char *why, size_t whylen)
 {
 	if (e->cpu)
@@ -255,8 +219,7 @@ static int fresh_cpu(struct emulated *e, char *why, size_t whylen)
 	return 0;
 }
 
-int emulated_load(struct emulated *e, const uint8_t page[DIFF_CODE_SIZE], char *why,
-		  size_t whylen)
+int emulated_load(struct emulated *e, const uint8_t page[DIFF_CODE_SIZE], char *why, size_t whylen)
 {
 	/* A fresh CPU per snippet: no decoded or translated state survives the code change. */
 	if (fresh_cpu(e, why, whylen) < 0)
@@ -278,10 +241,10 @@ static void exec(void *arg)
 	a->reason = emu_cpu_exec(a->e->cpu, MAX_INSNS, a->stop);
 }
 
-void emulated_run(struct emulated *e, const struct diff_regs *in, size_t len,
-		  struct diff_result *out)
+void emulated_run(struct emulated *e, const struct diff_regs *in, uint64_t entry, uint64_t end,
+                  struct diff_result *out)
 {
-	struct exec_args a = {.e = e, .stop = DIFF_CODE + len};
+	struct exec_args a = {.e = e, .stop = end};
 	struct emu_cpu *c = e->cpu;
 	char why[128];
 	int sig;
@@ -289,7 +252,7 @@ void emulated_run(struct emulated *e, const struct diff_regs *in, size_t len,
 	memset(out, 0, sizeof(*out));
 	memcpy(e->base.gpr, in->gpr, sizeof(in->gpr));
 	e->base.rflags = in->rflags;
-	e->base.rip = DIFF_CODE;
+	e->base.rip = entry;
 	emu_cpu_set_state(c, &e->base);
 	c->exc_exit = true;
 	sig = native_guarded(exec, &a, &out->host_pc);
@@ -308,14 +271,12 @@ void emulated_run(struct emulated *e, const struct diff_regs *in, size_t len,
 	out->regs.rflags = e->out.rflags;
 	out->rip = e->out.rip;
 	switch (a.reason) {
-	case EMU_EXIT_STOP_RIP:
-		out->how = DIFF_END;
-		break;
+	case EMU_EXIT_STOP_RIP: out->how = DIFF_END; break;
 	case EMU_EXIT_EXCEPTION:
 		out->how = DIFF_EXC;
 		out->vector = c->exc_vector;
 		out->err = c->exc_error;
-		out->cr2 = c->exc_vector == X86_PF ? e->out.cr2 : 0;
+		out->cr2 = c->exc_vector == X86_PF_VEC ? e->out.cr2 : 0;
 		break;
 	default:
 		out->how = DIFF_STUCK;

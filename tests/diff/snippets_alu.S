@@ -107,7 +107,7 @@ SNIP mov_r12_r13_base
 	mov	rdx, [r13]		/* r13 as base needs mod 01 */
 	mov	[r12 + 8], rdx
 	mov	[r13 + 0x10], rax
-SNIP mov_sib_no_base		/* disp32 + index*scale, no base */
+SNIP mov_sib_no_base, FL_LOGIC	/* disp32 + index*scale, no base; shr leaves AF undefined */
 	mov	ecx, esi
 	mov	rax, [rcx * 1 + 0x20]
 	mov	edx, ebx
@@ -253,14 +253,14 @@ SNIP xchg_90_forms		/* 90 is nop; with REX.B it is xchg r8 */
 	.byte	0x66, 0x90
 	.byte	0x41, 0x90
 	.byte	0x49, 0x90
-SNIP xchg_m8
+SNIP xchg_m8, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	xchg	[rbx], al
 	xchg	ch, [rsi + 1]
-SNIP xchg_m16
+SNIP xchg_m16, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	xchg	[rdi], r10w
-SNIP xchg_m32
+SNIP xchg_m32, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	xchg	[rsi], r10d
-SNIP xchg_m64
+SNIP xchg_m64, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	xchg	rdx, [rdi]
 	xchg	[rbp + 8], r15
 SNIP bswap_r32
@@ -291,6 +291,116 @@ SNIP movbe_m_r, FL_ALL, RULE_NONE, 0, FEAT_MOVBE
 	movbe	[rbx], dx
 	movbe	[rsi + 3], r9d
 	movbe	[rdi], rax
+
+/* ===== flags from several instructions (partial updates of lazily computed flags) ===== */
+
+SNIP chain_add_inc		/* CF from add, the rest from inc */
+	add	eax, ecx
+	inc	edx
+	setc	r8b
+	setbe	r9b
+	setl	r10b
+	setle	r11b
+	seta	r12b
+SNIP chain_sub_dec8
+	sub	rax, rcx
+	dec	r8b
+	adc	r9, r10
+SNIP chain_inc_adc		/* adc reads the carry that inc left alone */
+	cmp	ecx, edx
+	inc	eax
+	dec	r8
+	adc	r9d, r10d
+	sbb	r11w, r12w
+SNIP chain_add_cmc
+	add	al, cl
+	cmc
+	sbb	dl, r8b
+SNIP chain_sub_clc_stc
+	sub	eax, ecx
+	clc
+	setbe	dl
+	stc
+	setbe	r8b
+SNIP chain_sub_rol1		/* CF OF from rol, SF ZF PF AF from sub */
+	sub	eax, ecx
+	rol	edx, 1
+SNIP chain_add_rcl1
+	add	rax, rcx
+	rcl	rdx, 1
+	adc	r8, 0
+SNIP chain_sub_ror5, FL_ALL, RULE_ROT, DIFF_ARG(32, 5)
+	sub	eax, ecx
+	ror	r8d, 5
+SNIP chain_and_stc_adc
+	and	eax, ecx
+	stc
+	adc	edx, 0
+SNIP chain_shl_inc		/* CF from shl by CL (or from the input when CL is 0) */
+	shl	eax, cl
+	inc	edx
+	setc	r8b
+	adc	r9, r10
+SNIP chain_imul_inc		/* CF from imul */
+	imul	ecx
+	inc	r8d
+	adc	r9, 0
+SNIP chain_mul_dec
+	mul	rcx
+	dec	r8
+	sbb	r9, r10
+SNIP chain_neg_inc_adc
+	neg	ecx
+	inc	eax
+	adc	edx, edx
+SNIP chain_bsf_inc, FL_NOCF
+	bts	rcx, 40
+	bsf	rax, rcx
+	inc	rdx
+SNIP chain_popcnt_inc, FL_ALL, RULE_NONE, 0, FEAT_POPCNT
+	popcnt	eax, ecx
+	inc	edx
+	setc	r8b
+SNIP chain_sahf_inc, FL_ALL, RULE_NONE, 0, FEAT_LAHF
+	mov	ah, dl
+	sahf
+	inc	ecx
+	lahf
+	adc	r8, r9
+SNIP chain_cmovs_all		/* every condition read from mixed lazy state */
+	add	r8, r9
+	inc	r10
+	cmovo	eax, ecx
+	cmovb	edx, ecx
+	cmovz	r11d, ecx
+	cmovbe	r12d, ecx
+	cmovs	r13d, ecx
+	cmovp	r14d, ecx
+	cmovl	r15d, ecx
+	cmovle	esi, ecx
+SNIP chain_test_dec_jcc
+	test	eax, ecx
+	dec	edx
+	jbe	1f
+	mov	r8d, 1
+1:
+SNIP chain_xadd_inc
+	xadd	eax, ecx
+	inc	edx
+	rcr	r8d, 1
+SNIP chain_cmpxchg_setcc
+	cmpxchg	ecx, edx
+	setz	r8b
+	setb	r9b
+	sets	r10b
+SNIP chain_popf_adc		/* flags loaded by popf, then consumed */
+	and	rcx, FL_ALL
+	or	rcx, 0x202
+	push	rcx
+	popfq
+	adc	rax, rdx
+	inc	r8
+	sbb	r9, 0
 
 /* ===== add or adc sbb and sub xor cmp: every encoding ===== */
 
@@ -381,13 +491,13 @@ SNIP \op\()_r64_rip, \m
 .endm
 
 .macro ALU_LOCK op, m
-SNIP \op\()_m8_r8_lock, \m
+SNIP \op\()_m8_r8_lock, \m, RULE_NONE, 0, 0, IN_ALIGNED
 	lock \op [rsi + 3], cl
-SNIP \op\()_m16_imm_lock, \m
+SNIP \op\()_m16_imm_lock, \m, RULE_NONE, 0, 0, IN_ALIGNED
 	lock \op word ptr [rbx + 1], 0x4001
-SNIP \op\()_m32_r32_lock, \m
+SNIP \op\()_m32_r32_lock, \m, RULE_NONE, 0, 0, IN_ALIGNED
 	lock \op [rbx], eax
-SNIP \op\()_m64_imm8_lock, \m
+SNIP \op\()_m64_imm8_lock, \m, RULE_NONE, 0, 0, IN_ALIGNED
 	lock \op qword ptr [rdi], 0x55
 .endm
 
@@ -475,9 +585,9 @@ SNIP \op\()_m32
 	\op	dword ptr [rdi - 3]
 SNIP \op\()_m64
 	\op	qword ptr [rbp + 0x10]
-SNIP \op\()_m32_lock
+SNIP \op\()_m32_lock, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	lock \op dword ptr [rbx + 2]
-SNIP \op\()_m64_lock
+SNIP \op\()_m64_lock, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	lock \op qword ptr [rsi]
 .endr
 
@@ -628,9 +738,9 @@ SNIP \op\()_m8_small_offset, FL_BT
 .endm
 
 .macro BITTEST_LOCK op
-SNIP \op\()_m32_imm_lock, FL_BT
+SNIP \op\()_m32_imm_lock, FL_BT, RULE_NONE, 0, 0, IN_ALIGNED
 	lock \op dword ptr [rbx], 5
-SNIP \op\()_m64_r64_lock, FL_BT
+SNIP \op\()_m64_r64_lock, FL_BT, RULE_NONE, 0, 0, IN_ALIGNED
 	movsx	rcx, cx
 	lock \op qword ptr [rsi], rcx
 .endm
@@ -845,9 +955,9 @@ SNIP xadd_m8
 	xadd	[rbx], cl
 SNIP xadd_m16
 	xadd	[rsi], ax
-SNIP xadd_m32_lock
+SNIP xadd_m32_lock, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	lock xadd [rdi], r11d
-SNIP xadd_m64_lock
+SNIP xadd_m64_lock, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	lock xadd [rbp], rcx
 
 SNIP cmpxchg_r8
@@ -860,9 +970,9 @@ SNIP cmpxchg_r64
 	cmpxchg	r8, r9
 SNIP cmpxchg_m8
 	cmpxchg	[rbx], cl
-SNIP cmpxchg_m32_lock
+SNIP cmpxchg_m32_lock, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	lock cmpxchg [rsi], edx
-SNIP cmpxchg_m64_lock
+SNIP cmpxchg_m64_lock, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	lock cmpxchg [rdi], r9
 SNIP cmpxchg_r8_equal
 	mov	al, cl
@@ -882,20 +992,18 @@ SNIP cmpxchg_m16_equal
 SNIP cmpxchg_m32_equal
 	mov	eax, [rbx]
 	cmpxchg	[rbx], r8d
-SNIP cmpxchg_m64_equal_lock
+SNIP cmpxchg_m64_equal_lock, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	mov	rax, [rsi]
 	lock cmpxchg [rsi], r10
 SNIP cmpxchg8b
 	cmpxchg8b qword ptr [rsi]
-SNIP cmpxchg8b_equal_lock
+SNIP cmpxchg8b_equal_lock, FL_ALL, RULE_NONE, 0, 0, IN_ALIGNED
 	mov	eax, [rbx]
 	mov	edx, [rbx + 4]
 	lock cmpxchg8b qword ptr [rbx]
-SNIP cmpxchg16b, FL_LOGIC, RULE_NONE, 0, FEAT_CX16	/* the `and` leaves AF undefined */
-	and	rsi, -16
+SNIP cmpxchg16b, FL_ALL, RULE_NONE, 0, FEAT_CX16, IN_ALIGNED /* needs 16-byte alignment */
 	lock cmpxchg16b xmmword ptr [rsi]
-SNIP cmpxchg16b_equal, FL_LOGIC, RULE_NONE, 0, FEAT_CX16
-	and	rdi, -16
+SNIP cmpxchg16b_equal, FL_ALL, RULE_NONE, 0, FEAT_CX16, IN_ALIGNED
 	mov	rax, [rdi]
 	mov	rdx, [rdi + 8]
 	lock cmpxchg16b xmmword ptr [rdi]

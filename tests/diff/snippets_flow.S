@@ -58,6 +58,7 @@ SNIP cmov_r32_same		/* cmov eax, eax clears bits 63:32 even when false */
 SNIP loop
 	movzx	ecx, cl
 	and	ecx, 15
+	inc	ecx
 	xor	eax, eax
 2:	add	eax, ecx
 	loop	2b
@@ -71,18 +72,21 @@ SNIP loop_zero_count		/* rcx 0: 2^64 iterations, so stop after one via rdx */
 SNIP loope
 	movzx	ecx, cl
 	and	ecx, 15
+	inc	ecx
 2:	mov	eax, [rbx + rcx * 4]
 	test	eax, 3
 	loope	2b
 SNIP loopne
 	movzx	ecx, cl
 	and	ecx, 15
+	inc	ecx
 2:	movzx	eax, byte ptr [rsi + rcx]
 	cmp	al, 0x40
 	loopne	2b
 SNIP loop_addr32		/* 67 e2: counts in ecx */
 	mov	rcx, r8
 	and	ecx, 7
+	inc	ecx
 	bts	rcx, 40
 	xor	eax, eax
 2:	inc	eax
@@ -127,10 +131,6 @@ SNIP jmp_m64
 	mov	[rbx], rax
 	jmp	qword ptr [rbx]
 	ud2
-1:
-SNIP jmp_m64_rip
-	jmp	qword ptr [rip + 2f]
-2:	.quad	DIFF_CODE + (1f - .Lcode_jmp_m64_rip)
 1:
 SNIP call_ret
 	call	2f
@@ -381,7 +381,7 @@ SNIP prefetch_wild		/* prefetches never fault */
 	prefetchnta [r8]
 SNIP prefetchw_wild, FL_ALL, RULE_NONE, 0, FEAT_PREFETCHW
 	prefetchw [r9]
-SNIP fences, FL_ALL, RULE_NONE, 0, FEAT_SSE2
+SNIP fences			/* SSE2, so every x86-64 CPU has them */
 	lfence
 	mfence
 	sfence
@@ -395,7 +395,157 @@ SNIP rex_w_overrides_66
 	.byte	0x66, 0x48, 0x89, 0xc8	/* mov rax, rcx */
 	.byte	0x66, 0x48, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8 /* movabs rax */
 
+SNIP insn_15_bytes		/* the longest legal instructions */
+	.byte	0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66
+	.byte	0x05, 0x34, 0x12	/* add ax, 0x1234 */
+	.byte	0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e
+	.byte	0x48, 0x8b, 0x43, 0x08	/* mov rax, [rbx + 8] */
+
+/* ===== segments and far transfers at CPL 3 ===== */
+
+SNIP push_fs_gs			/* AMD zero-extends, Intel writes 16 bits: pre-zero */
+	mov	qword ptr [rsp - 8], 0
+	push	fs
+	pop	rax
+	mov	qword ptr [rsp - 8], 0
+	push	gs
+	pop	rcx
+SNIP push_fs_gs_16
+	pushw	fs
+	pop	dx
+SNIP mov_ds_es_from_memory
+	mov	word ptr [rbx], 0x2b
+	mov	ds, word ptr [rbx]
+	mov	es, word ptr [rbx]
+	mov	eax, ds
+	mov	ecx, es
+	mov	r8, [rsi]
+	mov	edx, 0
+	mov	ds, edx
+	mov	es, edx
+SNIP mov_ds_code_segment	/* a readable code segment may be loaded into DS */
+	mov	ecx, 0x33
+	mov	ds, ecx
+	mov	eax, ds
+	mov	rdx, [rbx]
+	mov	ecx, 0
+	mov	ds, ecx
+SNIP lss_r32
+	mov	[rbx], esi
+	mov	word ptr [rbx + 4], 0x2b
+	lss	esp, [rbx]
+	mov	eax, ss
+SNIP retfq_same_level
+	push	0x33
+	lea	rax, [rip + 1f]
+	push	rax
+	.byte	0x48, 0xcb		/* retfq */
+1:
+SNIP retf32_same_level		/* pops a 32-bit offset and a 32-bit CS slot */
+	lea	rax, [rip + 1f]
+	sub	rsp, 8
+	mov	[rsp], eax
+	mov	dword ptr [rsp + 4], 0x33
+	.byte	0xcb			/* retf */
+1:
+SNIP retfq_imm
+	push	0x33
+	lea	rax, [rip + 1f]
+	push	rax
+	.byte	0x48, 0xca, 0x10, 0x00	/* retfq 16 */
+1:
+SNIP iretq_same_level
+	mov	eax, ss
+	push	rax
+	lea	rax, [rsp + 8]
+	push	rax
+	pushfq
+	push	0x33
+	lea	rax, [rip + 1f]
+	push	rax
+	iretq
+1:
+SNIP iretq_new_flags		/* iret loads the arithmetic flags and DF from the frame */
+	and	rcx, FL_ALL
+	or	rcx, 0x202
+	mov	eax, ss
+	push	rax
+	lea	rax, [rsp + 8]
+	push	rax
+	push	rcx
+	push	0x33
+	lea	rax, [rip + 1f]
+	push	rax
+	iretq
+1:
+SNIP jmp_far_m16_32
+	lea	rax, [rip + 1f]
+	mov	[rbx], eax
+	mov	word ptr [rbx + 4], 0x33
+	jmp	fword ptr [rbx]
+	ud2
+1:
+SNIP call_far_m16_32		/* the CS slot is pre-zeroed: Intel writes 16 bits of it */
+	lea	rax, [rip + 2f]
+	mov	[rbx], eax
+	mov	word ptr [rbx + 4], 0x33
+	mov	qword ptr [rsp - 8], 0
+	call	fword ptr [rbx]
+	jmp	1f
+2:	mov	rcx, [rsp]
+	.byte	0xcb			/* retf */
+1:
+SNIP rdfsbase_rdgsbase, FL_ALL, RULE_NONE, 0, FEAT_FSGSBASE
+	rdfsbase rax
+	rdgsbase rcx
+	rdfsbase edx
+	rdgsbase r8d
+SNIP wrgsbase, FL_ALL, RULE_NONE, 0, FEAT_FSGSBASE /* a wild value: #GP unless canonical */
+	rdgsbase r8
+	wrgsbase rax
+	rdgsbase rcx
+	wrgsbase r8
+
+/* ===== branch prefixes compilers and linkers emit ===== */
+
+SNIP rep_ret			/* f3 c3: the old AMD branch-predictor idiom */
+	call	2f
+	jmp	1f
+2:	.byte	0xf3, 0xc3
+1:
+SNIP bnd_call_ret		/* f2: MPX bnd prefix, ignored */
+	.byte	0xf2, 0xe8, 0x02, 0x00, 0x00, 0x00 /* bnd call +2 */
+	jmp	1f
+	.byte	0xf2, 0xc3		/* bnd ret */
+1:
+SNIP bnd_jmp
+	.byte	0xf2, 0xeb, 0x02	/* bnd jmp +2 */
+	ud2
+SNIP notrack_jmp_reg		/* 3e: CET notrack */
+	lea	rax, [rip + 1f]
+	.byte	0x3e, 0xff, 0xe0	/* notrack jmp rax */
+	ud2
+1:
+SNIP jcc_hints			/* 2e / 3e: branch not taken / taken hints */
+	.byte	0x2e, 0x74, 0x02	/* jz +2 */
+	mov	al, 1
+	.byte	0x3e, 0x75, 0x02	/* jnz +2 */
+	mov	cl, 1
+
 /* ===== faults: invalid encodings ===== */
+
+SNIP insn_16_bytes		/* one prefix too many: #GP(0) */
+	.byte	0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66
+	.byte	0x05, 0x34, 0x12
+SNIP insn_16_bytes_rex
+	.byte	0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e, 0x2e
+	.byte	0x48, 0x8b, 0x43, 0x08
+SNIP lock_bt			/* bt only reads: lock is invalid */
+	.byte	0xf0, 0x0f, 0xa3, 0x03
+SNIP lock_xchg_reg
+	.byte	0xf0, 0x87, 0xc1
+SNIP lock_cmpxchg_reg
+	.byte	0xf0, 0x0f, 0xb1, 0xc1
 
 SNIP ud2
 	ud2
@@ -480,6 +630,20 @@ SNIP priv_swapgs
 SNIP priv_load_ds_dpl0		/* 0x18 is the kernel data segment: #GP(0x18) */
 	mov	ecx, 0x18
 	mov	ds, ecx
+SNIP priv_load_ds_beyond_gdt	/* #GP(0x80) */
+	mov	ecx, 0x83
+	mov	ds, ecx
+SNIP priv_load_ds_ldt		/* no LDT: #GP(4) */
+	mov	ecx, 7
+	mov	ds, ecx
+SNIP priv_jmp_far_kernel_cs	/* #GP(0x10) */
+	mov	dword ptr [rbx], 0
+	mov	word ptr [rbx + 4], 0x10
+	jmp	fword ptr [rbx]
+SNIP priv_retfq_to_cpl0		/* #GP(0x10) */
+	push	0x10
+	push	0
+	.byte	0x48, 0xcb
 SNIP priv_load_ss_null
 	xor	eax, eax
 	mov	ss, eax
@@ -502,6 +666,19 @@ SNIP gp_noncanonical_store
 SNIP gp_noncanonical_jmp	/* faults on the jmp, not on the fetch */
 	movabs	rcx, 0xffff700000000000
 	jmp	rcx
+SNIP gp_noncanonical_call	/* faults on the call: nothing pushed */
+	movabs	rcx, 0x0000800000000010
+	call	rcx
+SNIP gp_noncanonical_ret
+	movabs	rcx, 0x8000000000000000
+	push	rcx
+	ret
+SNIP ss_noncanonical_rbp_load	/* rbp-based operands use SS: #SS(0) */
+	movabs	rbp, 0x8000000000000000
+	mov	eax, [rbp + 8]
+SNIP ss_noncanonical_rsp_index
+	movabs	rcx, 0x4000000000000000
+	mov	eax, [rsp + rcx * 2]
 SNIP ss_noncanonical_push
 	movabs	rsp, 0x8000000000000008
 	push	rax
@@ -528,8 +705,16 @@ SNIP pf_split_store		/* and writes nothing at all */
 	mov	[DIFF_DATA + DIFF_DATA_SIZE - 3], rcx
 SNIP pf_split_store_below	/* starts before the data, ends inside */
 	mov	[DIFF_DATA - 2], edx
-SNIP pf_split_rmw
-	lock add [DIFF_DATA + DIFF_DATA_SIZE - 1], ax
+SNIP pf_split_rmw		/* no lock: a split lock may trap first on some hosts */
+	add	[DIFF_DATA + DIFF_DATA_SIZE - 1], ax
+SNIP pf_rmw_unmapped		/* a read-modify-write faults as a write */
+	add	dword ptr [DIFF_DATA - 8], 1
+SNIP pf_inc_unmapped
+	inc	qword ptr [DIFF_DATA + DIFF_DATA_SIZE + 0x10]
+SNIP pf_lock_or_unmapped
+	lock or	dword ptr [DIFF_DATA + DIFF_DATA_SIZE], 1
+SNIP pf_xchg_unmapped
+	xchg	[DIFF_DATA + DIFF_DATA_SIZE + 8], eax
 SNIP pf_push_below_data
 	mov	esp, DIFF_DATA + 4
 	push	rax
@@ -561,8 +746,6 @@ SNIP pf_rep_stosd_backward
 SNIP pf_enter_below_data
 	mov	esp, DIFF_DATA + 0x40
 	enter	0x100, 0
-SNIP pf_xchg_split
-	xchg	[DIFF_DATA + DIFF_DATA_SIZE - 2], eax
 SNIP pf_cmpxchg_split
 	cmpxchg	[DIFF_DATA + DIFF_DATA_SIZE - 6], rcx
 SNIP pf_movs_dest
