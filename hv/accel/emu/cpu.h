@@ -22,6 +22,7 @@
 
 struct vm;
 struct vcpu;
+struct emu_dcache;
 
 /* Execution modes (the default operand/address size of code). */
 enum emu_mode {
@@ -96,6 +97,7 @@ struct emu_cpu {
 	uint64_t dirty_epoch; /* epoch this vCPU's TLB write entries are valid for */
 	uint64_t tlb_gen;     /* current TLB generation, 1..EMU_TLB_GEN_MAX */
 	struct emu_tlb_entry tlb[EMU_TLB_SIZE];
+	struct emu_dcache *dcache; /* decoded instructions (decode.c); owned */
 	struct guest_mem *mem;
 	struct io_bus *io;
 
@@ -132,6 +134,14 @@ struct emu_cpu {
  * execute, advance RIP and c->icount. Faults unwind through emu_raise().
  */
 void emu_step(struct emu_cpu *c);
+
+/*
+ * emu_dcache_new / emu_dcache_free - a CPU's decoded-instruction cache, for c->dcache.
+ * It needs no flushing: every use checks the bytes. emu_dcache_new returns NULL when out
+ * of memory.
+ */
+struct emu_dcache *emu_dcache_new(void);
+void emu_dcache_free(struct emu_dcache *dc);
 
 /* emu_rflags / emu_set_rflags - RFLAGS with the lazy flags materialised / loaded. */
 uint64_t emu_rflags(struct emu_cpu *c);

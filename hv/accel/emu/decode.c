@@ -8,7 +8,19 @@
  * of a page it decodes a zero-padded copy, and only when the instruction turns out to be
  * longer than what the page holds does it fetch the next page, so an instruction that
  * ends at a page boundary never faults on the page after it.
+ *
+ * Hot code runs the same instructions millions of times, so emu_step() keeps what decode
+ * made of each in a per-CPU cache, direct-mapped by RIP. The fetch itself is not skipped
+ * (the soft TLB still translates RIP and checks execute permission), only the decode: an
+ * entry is used when its RIP and mode match and the bytes now at the code pointer equal
+ * the bytes it was decoded from. Decode reads nothing else (c->mode, c->rip for next_rip
+ * and RIP-relative addresses, c->r only for the effective address, which a hit recomputes
+ * with emu_ea()), and equal bytes in an equal mode decode to the same thing, so this one
+ * comparison keeps self-modifying code, CR3 switches, remapping and CS changes correct with
+ * no invalidation anywhere. Only the fast path uses the cache, where 32 bytes remain on
+ * the page: instructions that reach the end of a page are decoded every time.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "hv/accel/emu/decode.h"
@@ -132,32 +144,29 @@ static inline uint64_t rd64(const uint8_t *p)
 }
 
 /* 16-bit ModRM addressing: [BX+SI], [BP+DI], ..., only in 16-bit address size. */
-static const uint8_t *modrm16(struct emu_cpu *c, const uint8_t *p, struct emu_insn *d)
+static const uint8_t *modrm16(const uint8_t *p, struct emu_insn *d)
 {
-	static const int8_t base[8] = {X86_RBX, X86_RBX, X86_RBP, X86_RBP,
-	                               -1,      -1,      X86_RBP, X86_RBX};
-	static const int8_t idx[8] = {X86_RSI, X86_RDI, X86_RSI, X86_RDI, X86_RSI, X86_RDI, -1, -1};
+	static const uint8_t base[8] = {X86_RBX,     X86_RBX,     X86_RBP, X86_RBP,
+	                                EMU_EA_NONE, EMU_EA_NONE, X86_RBP, X86_RBX};
+	static const uint8_t idx[8] = {X86_RSI, X86_RDI, X86_RSI,     X86_RDI,
+	                               X86_RSI, X86_RDI, EMU_EA_NONE, EMU_EA_NONE};
 	unsigned rm = d->modrm & 7;
-	uint64_t ea = 0;
 
 	if (d->mod == 0 && rm == 6) {
-		ea = rd16(p);
+		d->ea_disp = rd16(p);
 		p += 2;
 	} else {
-		if (base[rm] >= 0)
-			ea += c->r[base[rm]];
-		if (idx[rm] >= 0)
-			ea += c->r[idx[rm]];
+		d->ea_base = base[rm];
+		d->ea_index = idx[rm];
 		if (base[rm] == X86_RBP)
 			d->seg = X86_SS;
 		if (d->mod == 1)
-			ea += (int8_t)*p++;
+			d->ea_disp = (int8_t)*p++;
 		else if (d->mod == 2) {
-			ea += (int16_t)rd16(p);
+			d->ea_disp = (int16_t)rd16(p);
 			p += 2;
 		}
 	}
-	d->ea = ea;
 	return p;
 }
 
@@ -175,7 +184,9 @@ decode(struct emu_cpu *c, const uint8_t *start, struct emu_insn *d)
 	int segovr = -1;
 	unsigned fl, op, b;
 
-	d->rex = d->rep = d->lock = d->p66 = d->rspbase = 0;
+	d->rex = d->rep = d->lock = d->p66 = d->rspbase = d->ea_scale = 0;
+	d->ea_base = d->ea_index = EMU_EA_NONE;
+	d->ea_disp = d->imm = d->imm2 = 0;
 	b = *p++;
 	if (__builtin_expect(is_prefix[b], 0)) {
 	prefixes:
@@ -228,6 +239,7 @@ decode(struct emu_cpu *c, const uint8_t *start, struct emu_insn *d)
 		d->opsize = d->p66 ? 4 : 2;
 		d->addrsize = p67 ? 4 : 2;
 	}
+	d->ea_mask = ~0ULL >> (64 - 8 * d->addrsize);
 	d->segovr = segovr >= 0;
 	d->seg = segovr >= 0 ? segovr : X86_DS;
 
@@ -241,41 +253,41 @@ decode(struct emu_cpu *c, const uint8_t *start, struct emu_insn *d)
 			d->mod = 3; /* mov CR/DR: always a register, whatever mod says */
 		if (d->mod != 3) {
 			if (d->addrsize == 2) {
-				p = modrm16(c, p, d);
+				p = modrm16(p, d);
 			} else {
-				uint64_t ea = 0;
 				unsigned rm = m & 7;
 				if (rm == 4) {
 					unsigned sib = *p++;
 					unsigned idx = ((sib >> 3) & 7) | ((d->rex & 2) << 2);
 					unsigned base = (sib & 7) | ((d->rex & 1) << 3);
-					if (idx != 4)
-						ea = c->r[idx] << (sib >> 6);
+					if (idx != 4) {
+						d->ea_index = idx;
+						d->ea_scale = sib >> 6;
+					}
 					if ((base & 7) == 5 && d->mod == 0) {
-						ea += (int32_t)rd32(p);
+						d->ea_disp = (int32_t)rd32(p);
 						p += 4;
 					} else {
-						ea += c->r[base];
+						d->ea_base = base;
 						d->rspbase = base == X86_RSP;
 						if ((base & 7) == 4 || (base & 7) == 5)
 							d->seg = segovr >= 0 ? segovr : X86_SS;
 					}
 				} else if (rm == 5 && d->mod == 0) {
-					ea = (int32_t)rd32(p);
+					d->ea_disp = (int32_t)rd32(p);
 					p += 4;
 					riprel = long64;
 				} else {
-					ea = c->r[d->rm];
+					d->ea_base = d->rm;
 					if (rm == 5)
 						d->seg = segovr >= 0 ? segovr : X86_SS;
 				}
 				if (d->mod == 1) {
-					ea += (int8_t)*p++;
+					d->ea_disp = (int8_t)*p++;
 				} else if (d->mod == 2) {
-					ea += (int32_t)rd32(p);
+					d->ea_disp = (int32_t)rd32(p);
 					p += 4;
 				}
-				d->ea = ea;
 			}
 		}
 	} else {
@@ -300,7 +312,9 @@ decode(struct emu_cpu *c, const uint8_t *start, struct emu_insn *d)
 			d->imm = d->opsize == 8 ? rd64(p) : d->opsize == 4 ? rd32(p) : rd16(p);
 			p += d->opsize;
 		} else if (fl & F_MOFFS) {
-			d->ea = d->addrsize == 8 ? rd64(p) : d->addrsize == 4 ? rd32(p) : rd16(p);
+			d->ea_disp = d->addrsize == 8   ? rd64(p)
+			             : d->addrsize == 4 ? rd32(p)
+			                                : rd16(p);
 			p += d->addrsize;
 		} else if (op == 0xf6 || op == 0xf7) {
 			if (((d->modrm >> 3) & 7) < 2) { /* TEST r/m, imm */
@@ -336,11 +350,8 @@ decode(struct emu_cpu *c, const uint8_t *start, struct emu_insn *d)
 		d->next_rip = d->opsize == 2 && c->mode == EMU_MODE_PROT16 ? (uint16_t)d->next_rip
 		                                                           : (uint32_t)d->next_rip;
 	if (riprel)
-		d->ea += d->next_rip;
-	if (d->addrsize == 4)
-		d->ea = (uint32_t)d->ea;
-	else if (d->addrsize == 2)
-		d->ea = (uint16_t)d->ea;
+		d->ea_disp += d->next_rip; /* the key of a cached decoding includes RIP */
+	d->ea = emu_ea(c, d);
 	return d->len;
 }
 
@@ -349,45 +360,148 @@ unsigned emu_decode(struct emu_cpu *c, const uint8_t *p, struct emu_insn *d)
 	return decode(c, p, d);
 }
 
-void emu_step(struct emu_cpu *c)
+/*
+ * The decoded-instruction cache: direct-mapped by RIP. An entry holds the decoding of the
+ * instruction at @rip in mode @tag - 1 and the bytes it was decoded from (the first @len,
+ * the rest masked off).
+ */
+#define DCACHE_BITS 12
+#define DCACHE_SIZE (1U << DCACHE_BITS)
+
+struct dcache_entry {
+	uint64_t rip;
+	uint64_t bytes[2]; /* instruction bytes, little-endian, zero past the length */
+	uint64_t mask[2];  /* which bits of the 16 bytes at RIP are the instruction's */
+	uint32_t tag;      /* mode + 1; 0: empty */
+	struct emu_insn insn;
+} __attribute__((aligned(64))); /* 128 bytes: two whole cache lines, a shift to index */
+
+_Static_assert(sizeof(struct dcache_entry) == 128, "dcache entry is not 128 bytes");
+
+struct emu_dcache {
+	struct dcache_entry e[DCACHE_SIZE];
+};
+
+struct emu_dcache *emu_dcache_new(void)
+{
+	struct emu_dcache *dc = aligned_alloc(64, sizeof(*dc)); /* calloc only aligns to 16 */
+
+	if (dc)
+		memset(dc, 0, sizeof(*dc));
+	return dc;
+}
+
+void emu_dcache_free(struct emu_dcache *dc)
+{
+	free(dc);
+}
+
+static inline struct dcache_entry *dcache_slot(struct emu_cpu *c, uint64_t rip)
+{
+	/* within a page, the offset alone picks distinct slots; the page number spreads
+	 * code that sits at the same offset of different pages */
+	return &c->dcache->e[(rip ^ (rip >> DCACHE_BITS)) & (DCACHE_SIZE - 1)];
+}
+
+/*
+ * dcache_fill - decode the instruction at @p (at least 32 readable bytes) into entry @e
+ * for c->rip in the current mode. Returns NULL, leaving @e empty, when it is over-long.
+ */
+static __attribute__((noinline)) const struct emu_insn *
+dcache_fill(struct emu_cpu *c, struct dcache_entry *e, const uint8_t *p)
+{
+	uint64_t w[2];
+	unsigned len;
+
+	e->tag = 0; /* not valid until it is decoded in full */
+	len = emu_decode(c, p, &e->insn);
+	if (len > EMU_MAX_INSN_LEN)
+		return NULL;
+	memcpy(w, p, sizeof(w));
+	e->mask[0] = len >= 8 ? ~0ULL : (1ULL << 8 * len) - 1;
+	e->mask[1] = len > 8 ? (1ULL << 8 * (len - 8)) - 1 : 0;
+	e->bytes[0] = w[0] & e->mask[0];
+	e->bytes[1] = w[1] & e->mask[1];
+	e->rip = c->rip;
+	e->tag = (uint32_t)c->mode + 1;
+	return &e->insn;
+}
+
+/*
+ * step_uncached - emu_step() for code the fast path does not take: a soft-TLB miss on the
+ * code page, or an instruction that starts in the last 31 bytes of a page. Fetches
+ * through the system half, decodes without the cache and executes.
+ */
+static __attribute__((noinline)) void step_uncached(struct emu_cpu *c, uint64_t lin)
 {
 	struct emu_insn d;
 	uint8_t buf[32];
-	const uint8_t *p;
 	unsigned avail, len;
-	uint64_t lin = c->rip;
+	const uint8_t *p = emu_code_ptr(c, lin, &avail);
 
-	c->insn_rip = c->rip;
-	if (c->mode != EMU_MODE_LONG64)
-		lin = (uint32_t)(c->seg[X86_CS].base + c->rip);
-	struct emu_tlb_entry *e = emu_tlb_slot(c, lin);
-	if (__builtin_expect(e->tag == emu_tlb_tag(c, lin) && (e->flags & EMU_TLB_X), 1)) {
-		p = (const uint8_t *)(uintptr_t)(lin + e->addend); /* soft-TLB hit */
-		avail = 4096 - (lin & EMU_PAGE_MASK);
-	} else {
-		p = emu_code_ptr(c, lin, &avail);
+	if (avail >= sizeof(buf)) {
+		const struct emu_insn *cd = dcache_fill(c, dcache_slot(c, c->rip), p);
+		if (!cd)
+			emu_raise_gp(c, 0);
+		c->rip = cd->next_rip;
+		emu_exec(c, cd);
+		c->icount++;
+		return;
 	}
-	if (__builtin_expect(avail >= sizeof(buf), 1)) {
-		len = decode(c, p, &d);
-	} else {
-		/* Near the end of the page: decode a padded copy, and fetch the next page
-		 * only if the instruction really continues there. */
-		memset(buf, 0, sizeof(buf));
-		memcpy(buf, p, avail);
-		len = decode(c, buf, &d);
-		if (len > avail && avail < EMU_MAX_INSN_LEN) {
-			unsigned more, need = EMU_MAX_INSN_LEN - avail;
-			uint64_t next = lin + avail;
-			if (c->mode != EMU_MODE_LONG64)
-				next = (uint32_t)next;
-			const uint8_t *q = emu_code_ptr(c, next, &more);
-			memcpy(buf + avail, q, more < need ? more : need);
-			len = decode(c, buf, &d);
-		}
+	/* Near the end of the page: decode a padded copy, and fetch the next page only if
+	 * the instruction really continues there. Not cached: rare, and the bytes may come
+	 * from two pages. */
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, p, avail);
+	len = emu_decode(c, buf, &d);
+	if (len > avail && avail < EMU_MAX_INSN_LEN) {
+		unsigned more, need = EMU_MAX_INSN_LEN - avail;
+		uint64_t next = lin + avail;
+		if (c->mode != EMU_MODE_LONG64)
+			next = (uint32_t)next;
+		const uint8_t *q = emu_code_ptr(c, next, &more);
+		memcpy(buf + avail, q, more < need ? more : need);
+		len = emu_decode(c, buf, &d);
 	}
 	if (len > EMU_MAX_INSN_LEN)
 		emu_raise_gp(c, 0);
 	c->rip = d.next_rip;
 	emu_exec(c, &d);
+	c->icount++;
+}
+
+void emu_step(struct emu_cpu *c)
+{
+	const struct emu_insn *d;
+	uint64_t lin = c->rip, w[2];
+
+	c->insn_rip = c->rip;
+	if (c->mode != EMU_MODE_LONG64)
+		lin = (uint32_t)(c->seg[X86_CS].base + c->rip);
+	struct emu_tlb_entry *t = emu_tlb_slot(c, lin);
+	if (__builtin_expect(t->tag != emu_tlb_tag(c, lin) || !(t->flags & EMU_TLB_X) ||
+	                         (lin & EMU_PAGE_MASK) > 4096 - 32,
+	                     0)) {
+		step_uncached(c, lin);
+		return;
+	}
+	/* Soft-TLB hit with 32 bytes left on the page: look the instruction up. */
+	const uint8_t *p = (const uint8_t *)(uintptr_t)(lin + t->addend);
+	struct dcache_entry *e = dcache_slot(c, c->rip);
+	memcpy(w, p, sizeof(w));
+	if (__builtin_expect(
+	        e->rip == c->rip && e->tag == (uint32_t)c->mode + 1 &&
+	            !(((w[0] ^ e->bytes[0]) & e->mask[0]) | ((w[1] ^ e->bytes[1]) & e->mask[1])),
+	        1)) {
+		d = &e->insn;
+		if (d->ea_base != EMU_EA_NONE || d->ea_index != EMU_EA_NONE)
+			e->insn.ea = emu_ea(c, d); /* else decode's value is still right */
+	} else {
+		d = dcache_fill(c, e, p);
+		if (!d)
+			emu_raise_gp(c, 0);
+	}
+	c->rip = d->next_rip;
+	emu_exec(c, d);
 	c->icount++;
 }

@@ -2,9 +2,11 @@
  * decode.h - one decoded x86 instruction, as the executors see it.
  *
  * The decoder does everything that depends only on the instruction bytes and the mode:
- * prefixes, operand and address size, ModRM/SIB, the effective address (already offset
- * by the registers and truncated to the address size), immediates and the length. The
- * executors then switch on one 16-bit opcode number and never look at bytes again.
+ * prefixes, operand and address size, ModRM/SIB, immediates and the length. The
+ * effective address is the one field that also depends on the registers: decode records
+ * its parts (base, index, scale, displacement) and emu_ea() adds them up, at decode time
+ * and again each time emu_step() reuses a cached decoding. The executors then switch on
+ * one 16-bit opcode number and never look at bytes again.
  */
 #ifndef HV_EMU_DECODE_H
 #define HV_EMU_DECODE_H
@@ -15,6 +17,9 @@
 
 /* Opcode numbers: the one-byte map is 0x000-0x0ff, the 0F map 0x100-0x1ff. */
 #define EMU_OP_0F(b) (0x100 | (b))
+
+/* ea_base / ea_index of an address without that part (and of non-memory operands). */
+#define EMU_EA_NONE 0xff
 
 struct emu_insn {
 	uint16_t op;       /* map << 8 | opcode byte */
@@ -32,6 +37,11 @@ struct emu_insn {
 	uint8_t reg;       /* ModRM.reg with REX.R */
 	uint8_t rm;        /* ModRM.rm with REX.B when mod == 3 */
 	uint8_t rspbase;   /* the memory operand's base register is RSP */
+	uint8_t ea_base;   /* base register of the memory operand, or EMU_EA_NONE */
+	uint8_t ea_index;  /* index register, or EMU_EA_NONE */
+	uint8_t ea_scale;  /* the index is shifted left by this much */
+	uint64_t ea_disp;  /* displacement; RIP-relative: already includes next_rip */
+	uint64_t ea_mask;  /* the address size as a mask */
 	uint64_t ea;       /* effective address (offset in seg), truncated to addrsize */
 	uint64_t imm;      /* immediate, sign-extended where the encoding says so */
 	uint64_t imm2;     /* second immediate: ENTER's level, a far pointer's selector */
@@ -39,9 +49,26 @@ struct emu_insn {
 };
 
 /*
+ * emu_ea - the effective address of @d's memory operand with the registers of @c now:
+ * base + (index << scale) + displacement, wrapped to the address size. 0 when the
+ * instruction has no memory operand.
+ */
+static inline uint64_t emu_ea(const struct emu_cpu *c, const struct emu_insn *d)
+{
+	uint64_t ea = d->ea_disp;
+
+	if (d->ea_base != EMU_EA_NONE)
+		ea += c->r[d->ea_base];
+	if (d->ea_index != EMU_EA_NONE)
+		ea += c->r[d->ea_index] << d->ea_scale;
+	return ea & d->ea_mask;
+}
+
+/*
  * emu_decode - decode the instruction at @p (at least 32 readable bytes: the caller pads)
- * into @d, in the current mode of @c, computing the effective address from c->r. Returns
- * the length, which may exceed EMU_MAX_INSN_LEN (the caller raises #GP). Never faults.
+ * into @d, in the current mode of @c and at c->rip, computing the effective address from
+ * c->r. Returns the length, which may exceed EMU_MAX_INSN_LEN (the caller raises #GP).
+ * Never faults. Reads nothing of @c but c->mode, c->rip and c->r (the cache relies on it).
  */
 unsigned emu_decode(struct emu_cpu *c, const uint8_t *p, struct emu_insn *d);
 

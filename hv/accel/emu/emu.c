@@ -368,12 +368,14 @@ struct emu_cpu *emu_cpu_new(struct guest_mem *mem, struct io_bus *io)
 	struct emu_cpu *c = calloc(1, sizeof(*c));
 	struct emu_sys *s = calloc(1, sizeof(*s));
 	struct x86_state *st = malloc(sizeof(*st));
+	struct emu_dcache *dc = emu_dcache_new();
 	pthread_condattr_t ca;
 
-	if (!c || !s || !st) {
-		free(c), free(s), free(st);
+	if (!c || !s || !st || !dc) {
+		free(c), free(s), free(st), emu_dcache_free(dc);
 		return NULL;
 	}
+	c->dcache = dc;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -395,6 +397,7 @@ void emu_cpu_free(struct emu_cpu *c)
 	pthread_mutex_destroy(&emu_sys(c)->lock);
 	pthread_cond_destroy(&emu_sys(c)->cond);
 	free(c->sys);
+	emu_dcache_free(c->dcache);
 	free(c);
 }
 

@@ -48,7 +48,7 @@ uint64_t emu_lock_rmw(struct emu_cpu *c, const struct emu_insn *d, unsigned size
 	void *p = emu_rmw_ptr(c, lin, size);
 
 	if (!p) { /* page-crossing or MMIO: no atomicity to be had, as on a split lock */
-		uint64_t old = emu_read_lin(c, lin, size);
+		uint64_t old = emu_rmw_read(c, lin, size);
 		emu_write_lin(c, lin, size, alu_compute(op, old, src, cin));
 		return old;
 	}
@@ -70,8 +70,8 @@ uint64_t emu_lock_rmw(struct emu_cpu *c, const struct emu_insn *d, unsigned size
 }
 
 /* ALU op on the r/m operand (register, memory, or locked memory). */
-static inline void alu_rm(struct emu_cpu *c, const struct emu_insn *d, unsigned op, unsigned size,
-                          uint64_t src)
+EMU_HOT void alu_rm(struct emu_cpu *c, const struct emu_insn *d, unsigned op, unsigned size,
+                    uint64_t src)
 {
 	uint64_t m = emu_size_mask(size), a, res;
 	unsigned cin = (op == ALU_ADC || op == ALU_SBB) ? emu_get_cf(c) : 0;
@@ -87,7 +87,7 @@ static inline void alu_rm(struct emu_cpu *c, const struct emu_insn *d, unsigned 
 		res = alu_compute(op, a, src, cin) & m;
 	} else {
 		uint64_t lin = emu_lin(c, d->seg, d->ea, size, op != ALU_CMP);
-		a = emu_read_lin(c, lin, size);
+		a = op != ALU_CMP ? emu_rmw_read(c, lin, size) : emu_read_lin(c, lin, size);
 		res = alu_compute(op, a, src, cin) & m;
 		if (op != ALU_CMP)
 			emu_write_lin(c, lin, size, res);
@@ -96,8 +96,8 @@ static inline void alu_rm(struct emu_cpu *c, const struct emu_insn *d, unsigned 
 }
 
 /* ALU op into register @r. */
-static inline void alu_reg(struct emu_cpu *c, const struct emu_insn *d, unsigned op, unsigned size,
-                           unsigned r, uint64_t src)
+EMU_HOT void alu_reg(struct emu_cpu *c, const struct emu_insn *d, unsigned op, unsigned size,
+                     unsigned r, uint64_t src)
 {
 	uint64_t m = emu_size_mask(size), a = reg_read(c, d, r, size), res;
 	unsigned cin = (op == ALU_ADC || op == ALU_SBB) ? emu_get_cf(c) : 0;
@@ -110,7 +110,7 @@ static inline void alu_reg(struct emu_cpu *c, const struct emu_insn *d, unsigned
 }
 
 /* Opcodes 00-3F with (op & 7) < 6: the eight ALU operations in six operand forms. */
-static void exec_alu(struct emu_cpu *c, const struct emu_insn *d)
+EMU_HOT void exec_alu(struct emu_cpu *c, const struct emu_insn *d)
 {
 	unsigned op = (d->op >> 3) & 7, size = (d->op & 1) ? d->opsize : 1;
 
@@ -141,7 +141,7 @@ static void incdec(struct emu_cpu *c, const struct emu_insn *d, unsigned size, b
 		res = (dec ? a - 1 : a + 1) & m;
 	} else {
 		uint64_t lin = emu_lin(c, d->seg, d->ea, size, true);
-		a = emu_read_lin(c, lin, size);
+		a = emu_rmw_read(c, lin, size);
 		res = (dec ? a - 1 : a + 1) & m;
 		emu_write_lin(c, lin, size, res);
 	}
@@ -156,8 +156,10 @@ static void test_flags(struct emu_cpu *c, uint64_t a, uint64_t b, unsigned size)
 
 static void exec_call_near(struct emu_cpu *c, const struct emu_insn *d, uint64_t target)
 {
-	push(c, stack_opsize(c, d), d->next_rip);
+	/* Branch first (it may fault on a non-canonical target), then push: a fault in the
+	 * push restores RIP and leaves RSP untouched anyway. */
 	jump_to(c, d, target);
+	push(c, stack_opsize(c, d), d->next_rip);
 }
 
 static void exec_ret_near(struct emu_cpu *c, const struct emu_insn *d, unsigned extra)
@@ -165,8 +167,8 @@ static void exec_ret_near(struct emu_cpu *c, const struct emu_insn *d, unsigned 
 	unsigned size = stack_opsize(c, d);
 	uint64_t v = pop_peek(c, size, 0);
 
+	jump_to(c, d, v); /* may fault: before RSP moves */
 	set_sp(c, sp_add(c, c->r[X86_RSP], size + extra));
-	jump_to(c, d, v);
 }
 
 static void exec_enter(struct emu_cpu *c, const struct emu_insn *d)
@@ -187,6 +189,10 @@ static void exec_enter(struct emu_cpu *c, const struct emu_insn *d)
 		emu_write(c, X86_SS, sp, size, frame);
 	}
 	sp = sp_add(c, sp, -(int64_t)d->imm);
+	/* The SDM's #PF "if a write using the final value of the stack pointer would
+	 * fault": probed for writing after the frame is built (the host CPU has stored
+	 * the frame by then), before RBP and RSP change. */
+	(void)emu_rmw_read(c, emu_lin(c, X86_SS, sp, size, true), size);
 	reg_write(c, d, X86_RBP, size == 2 ? 2 : stack_width(c), frame);
 	set_sp(c, sp);
 }

@@ -16,11 +16,15 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* For the operand helpers of the hot instructions: emu_exec() is so large that gcc
+ * otherwise leaves them out of line, and the calls cost more than the work. */
+#define EMU_HOT static inline __attribute__((always_inline))
+
 /* ALU operation numbers: the reg field of 80-83 and bits 3-5 of opcodes 00-3F. */
 enum { ALU_ADD, ALU_OR, ALU_ADC, ALU_SBB, ALU_AND, ALU_SUB, ALU_XOR, ALU_CMP, ALU_NEG };
 
-static inline uint64_t reg_read(const struct emu_cpu *c, const struct emu_insn *d, unsigned r,
-                                unsigned size)
+EMU_HOT uint64_t reg_read(const struct emu_cpu *c, const struct emu_insn *d, unsigned r,
+                          unsigned size)
 {
 	switch (size) {
 	case 1:
@@ -33,8 +37,8 @@ static inline uint64_t reg_read(const struct emu_cpu *c, const struct emu_insn *
 	}
 }
 
-static inline void reg_write(struct emu_cpu *c, const struct emu_insn *d, unsigned r, unsigned size,
-                             uint64_t v)
+EMU_HOT void reg_write(struct emu_cpu *c, const struct emu_insn *d, unsigned r, unsigned size,
+                       uint64_t v)
 {
 	switch (size) {
 	case 1:
@@ -50,14 +54,14 @@ static inline void reg_write(struct emu_cpu *c, const struct emu_insn *d, unsign
 }
 
 /* The r/m operand: a register when mod == 3, else memory at d->seg:d->ea. */
-static inline uint64_t rm_read(struct emu_cpu *c, const struct emu_insn *d, unsigned size)
+EMU_HOT uint64_t rm_read(struct emu_cpu *c, const struct emu_insn *d, unsigned size)
 {
 	if (d->mod == 3)
 		return reg_read(c, d, d->rm, size);
 	return emu_read(c, d->seg, d->ea, size);
 }
 
-static inline void rm_write(struct emu_cpu *c, const struct emu_insn *d, unsigned size, uint64_t v)
+EMU_HOT void rm_write(struct emu_cpu *c, const struct emu_insn *d, unsigned size, uint64_t v)
 {
 	if (d->mod == 3)
 		reg_write(c, d, d->rm, size, v);
@@ -127,11 +131,17 @@ static inline unsigned stack_opsize(const struct emu_cpu *c, const struct emu_in
 	return d->opsize;
 }
 
-/* jump_to - set RIP to @target wrapped to the operand size outside 64-bit mode. */
+/*
+ * jump_to - set RIP to @target wrapped to the operand size outside 64-bit mode. A
+ * non-canonical target faults on the branch itself (#GP(0) with RIP at the branch), so
+ * callers check before any other side effect (call's push, ret's pop).
+ */
 static inline void jump_to(struct emu_cpu *c, const struct emu_insn *d, uint64_t target)
 {
 	if (c->mode != EMU_MODE_LONG64)
 		target = d->opsize == 2 ? (uint16_t)target : (uint32_t)target;
+	else if (unlikely((uint64_t)((int64_t)(target << 16) >> 16) != target))
+		emu_raise_gp(c, 0);
 	c->rip = target;
 }
 
@@ -142,7 +152,7 @@ static inline void require_cpl0(struct emu_cpu *c)
 }
 
 /* alu_compute - the result of ALU operation @op, unmasked; @cin is the carry in. */
-static inline uint64_t alu_compute(unsigned op, uint64_t a, uint64_t b, unsigned cin)
+EMU_HOT uint64_t alu_compute(unsigned op, uint64_t a, uint64_t b, unsigned cin)
 {
 	switch (op) {
 	case ALU_ADD: return a + b;
@@ -157,8 +167,8 @@ static inline uint64_t alu_compute(unsigned op, uint64_t a, uint64_t b, unsigned
 }
 
 /* alu_flags - record the lazy flags of ALU operation @op (operands already masked). */
-static inline void alu_flags(struct emu_cpu *c, unsigned op, uint64_t a, uint64_t b, uint64_t res,
-                             unsigned size, unsigned cin)
+EMU_HOT void alu_flags(struct emu_cpu *c, unsigned op, uint64_t a, uint64_t b, uint64_t res,
+                       unsigned size, unsigned cin)
 {
 	static const uint8_t ccop[2][9] = {
 	    {EMU_CC_ADD, EMU_CC_LOGIC, EMU_CC_ADD, EMU_CC_SUB, EMU_CC_LOGIC, EMU_CC_SUB,

@@ -65,7 +65,7 @@ static void exec_xchg(struct emu_cpu *c, const struct emu_insn *d)
 		if (p) {
 			old = atomic_xchg(p, size, v);
 		} else {
-			old = emu_read_lin(c, lin, size);
+			old = emu_rmw_read(c, lin, size);
 			emu_write_lin(c, lin, size, v);
 		}
 	}
@@ -88,7 +88,7 @@ static void exec_xadd(struct emu_cpu *c, const struct emu_insn *d)
 			res = (old + src) & m;
 		} else {
 			uint64_t lin = emu_lin(c, d->seg, d->ea, size, true);
-			old = emu_read_lin(c, lin, size);
+			old = emu_rmw_read(c, lin, size);
 			res = (old + src) & m;
 			emu_write_lin(c, lin, size, res);
 		}
@@ -113,7 +113,7 @@ static void exec_cmpxchg(struct emu_cpu *c, const struct emu_insn *d)
 		if (p) {
 			old = atomic_cas(p, size, acc, src);
 		} else {
-			old = emu_read_lin(c, lin, size);
+			old = emu_rmw_read(c, lin, size);
 			/* the processor writes the destination back even on failure */
 			emu_write_lin(c, lin, size, old == acc ? src : old);
 		}
@@ -157,8 +157,8 @@ static void exec_cmpxchg_wide(struct emu_cpu *c, const struct emu_insn *d)
 		uint64_t lin2 = lin + half;
 		if (c->mode != EMU_MODE_LONG64)
 			lin2 = (uint32_t)lin2;
-		olo = emu_read_lin(c, lin, half);
-		ohi = emu_read_lin(c, lin2, half);
+		olo = emu_rmw_read(c, lin, half);
+		ohi = emu_rmw_read(c, lin2, half);
 		if (olo == elo && ohi == ehi) {
 			emu_write_lin(c, lin, half, nlo);
 			emu_write_lin(c, lin2, half, nhi);

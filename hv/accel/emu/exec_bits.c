@@ -31,7 +31,7 @@ static void exec_bt(struct emu_cpu *c, const struct emu_insn *d, unsigned kind, 
 			goto flags;
 		} else {
 			uint64_t lin = emu_lin(c, m.seg, m.ea, size, true);
-			a = emu_read_lin(c, lin, size);
+			a = emu_rmw_read(c, lin, size);
 			res = kind == 5 ? a | bit : kind == 6 ? a & ~bit : a ^ bit;
 			emu_write_lin(c, lin, size, res);
 			goto flags;

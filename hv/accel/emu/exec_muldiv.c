@@ -91,7 +91,7 @@ void emu_exec_grp3(struct emu_cpu *c, const struct emu_insn *d)
 			res = (r == 2 ? ~a : -a) & m;
 		} else {
 			lin = emu_lin(c, d->seg, d->ea, size, true);
-			a = emu_read_lin(c, lin, size);
+			a = emu_rmw_read(c, lin, size);
 			res = (r == 2 ? ~a : -a) & m;
 			emu_write_lin(c, lin, size, res);
 		}

@@ -122,7 +122,7 @@ void emu_exec_shift(struct emu_cpu *c, const struct emu_insn *d)
 		a = reg_read(c, d, d->rm, size);
 	} else {
 		lin = emu_lin(c, d->seg, d->ea, size, true);
-		a = emu_read_lin(c, lin, size);
+		a = emu_rmw_read(c, lin, size);
 	}
 	if (count == 0) {
 		if (d->mod == 3 && size == 4)

@@ -353,7 +353,8 @@ static void piece_write(struct emu_cpu *c, uint8_t *h, uint64_t gpa, const uint8
 	}
 }
 
-uint64_t emu_read_slow(struct emu_cpu *c, uint64_t lin, unsigned size)
+/* read_slow - a read whose pages are translated for @acc (ACC_W for read-modify-write). */
+static uint64_t read_slow(struct emu_cpu *c, uint64_t lin, unsigned size, int acc)
 {
 	unsigned n1 = 4096 - (unsigned)(lin & EMU_PAGE_MASK);
 	uint64_t g1, g2, v = 0;
@@ -361,16 +362,26 @@ uint64_t emu_read_slow(struct emu_cpu *c, uint64_t lin, unsigned size)
 
 	if (size > 8)
 		size = 8;
-	h1 = translate(c, lin, ACC_R, &g1);
+	h1 = translate(c, lin, acc, &g1);
 	if (n1 >= size) {
 		piece_read(c, h1, g1, buf, size);
 	} else {
-		h2 = translate(c, next_lin(c, lin, n1), ACC_R, &g2);
+		h2 = translate(c, next_lin(c, lin, n1), acc, &g2);
 		piece_read(c, h1, g1, buf, n1);
 		piece_read(c, h2, g2, buf + n1, size - n1);
 	}
 	memcpy(&v, buf, 8);
 	return v;
+}
+
+uint64_t emu_read_slow(struct emu_cpu *c, uint64_t lin, unsigned size)
+{
+	return read_slow(c, lin, size, ACC_R);
+}
+
+uint64_t emu_rmw_read_slow(struct emu_cpu *c, uint64_t lin, unsigned size)
+{
+	return read_slow(c, lin, size, ACC_W);
 }
 
 void emu_write_slow(struct emu_cpu *c, uint64_t lin, unsigned size, uint64_t val)

@@ -33,6 +33,9 @@ static inline uint64_t emu_lin(struct emu_cpu *c, int seg, uint64_t off, unsigne
 	if (__builtin_expect(c->mode == EMU_MODE_LONG64, 1)) {
 		if (seg >= X86_FS)
 			return off + c->seg[seg].base;
+		/* A non-canonical stack reference is #SS, not the #GP the walk would raise. */
+		if (seg == X86_SS && (uint64_t)((int64_t)(off << 16) >> 16) != off)
+			emu_raise(c, X86_SS_VEC, 0, true);
 		return off;
 	}
 	return emu_lin_slow(c, seg, off, size, write);
@@ -91,6 +94,31 @@ static inline void emu_write_lin(struct emu_cpu *c, uint64_t lin, unsigned size,
 		}
 	}
 	emu_write_slow(c, lin, size, val);
+}
+
+/*
+ * emu_rmw_read - read the destination of a read-modify-write instruction. Hardware checks
+ * it for writing before reading (a #PF says W), so the page must be writable: the fast
+ * path needs a write-valid entry, the slow path translates for write.
+ */
+uint64_t emu_rmw_read_slow(struct emu_cpu *c, uint64_t lin, unsigned size);
+
+static inline uint64_t emu_rmw_read(struct emu_cpu *c, uint64_t lin, unsigned size)
+{
+	struct emu_tlb_entry *e = emu_tlb_slot(c, lin);
+
+	if (__builtin_expect(e->tag == emu_tlb_tag(c, lin) && e->wepoch == c->dirty_epoch &&
+	                             (lin & EMU_PAGE_MASK) + size <= 4096,
+	                     1)) {
+		const void *p = (const void *)(uintptr_t)(lin + e->addend);
+		switch (size) {
+		case 1: return *(const uint8_t *)p;
+		case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
+		case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
+		case 8: { uint64_t v; memcpy(&v, p, 8); return v; }
+		}
+	}
+	return emu_rmw_read_slow(c, lin, size);
 }
 
 /* emu_read / emu_write - access @size (1, 2, 4, 8) bytes at @seg:@off. */
