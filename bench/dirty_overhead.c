@@ -102,8 +102,8 @@ static double run_once(const char *elf, const char *cmdline, bool log, unsigned 
 
 int main(int argc, char **argv)
 {
-	const char *cmdline = "start=4M end=192M passes=16 report=100";
-	unsigned rounds = 3, interval = 50;
+	const char *cmdline = "start=4M end=192M passes=64 report=1000";
+	unsigned rounds = 3, interval = 20;
 	double best_off = 1e9, best_on = 1e9;
 	int opt;
 

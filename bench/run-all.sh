@@ -7,5 +7,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 echo "== emu vs QEMU TCG"
 bash "$here/emu_vs_qemu.sh" "$build"
 echo
-echo "== dirty-log overhead"
-"$build/bench/dirty_overhead" --rounds 3 "$build/guest/memtouch.elf"
+echo "== dirty-log overhead (harvest every 100 ms, then every 20 ms)"
+"$build/bench/dirty_overhead" --rounds 3 --interval 100 "$build/guest/memtouch.elf"
+"$build/bench/dirty_overhead" --rounds 3 --interval 20 "$build/guest/memtouch.elf"
