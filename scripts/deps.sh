@@ -9,7 +9,7 @@ PKGS=(
 	meson ninja-build gcc pkg-config
 	libcmocka-dev libzstd-dev libev-dev libssl-dev liburing-dev libjansson-dev
 	clang libclang-rt-14-dev
-	qemu-system-x86
+	qemu-system-x86 linux-image-amd64 busybox-static
 	zstd
 )
 
