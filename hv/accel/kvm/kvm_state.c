@@ -54,10 +54,15 @@ static const struct {
 #undef M
 };
 
+/* struct kvm_msrs with room for our entries (spelled out: a flexible-array struct
+ * inside another is a GNU extension). */
 struct msr_buf {
-	struct kvm_msrs hdr;
+	uint32_t nmsrs;
+	uint32_t pad;
 	struct kvm_msr_entry e[KVM_NR_STATE_MSRS];
 };
+_Static_assert(offsetof(struct msr_buf, e) == offsetof(struct kvm_msrs, entries),
+               "msr_buf must match struct kvm_msrs");
 
 static int vioctl(struct kvm_vcpustate *kc, unsigned long req, void *arg, const char *name,
                   struct hv_error *err)
@@ -86,7 +91,7 @@ static unsigned msr_list(uint32_t mask, struct msr_buf *b, int idx[KVM_NR_STATE_
 			b->e[n].index = state_msrs[i].index;
 			idx[n++] = i;
 		}
-	b->hdr.nmsrs = n;
+	b->nmsrs = n;
 	return n;
 }
 
@@ -118,7 +123,7 @@ int kvm_state_init_msrs(struct kvm_vcpustate *kc, unsigned id, struct hv_error *
 	for (int i = 0; i < KVM_NR_STATE_MSRS; i++)
 		if (state_msrs[i].index == MSR_IA32_MISC_ENABLE && (kc->msr_ok & (1U << i))) {
 			memset(&b, 0, sizeof(b));
-			b.hdr.nmsrs = 1;
+			b.nmsrs = 1;
 			b.e[0].index = MSR_IA32_MISC_ENABLE;
 			b.e[0].data = 1; /* fast strings, as x86_state_reset */
 			if (VIOCTL(kc, KVM_SET_MSRS, &b, err) < 0)
