@@ -7,6 +7,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 echo "== emu vs QEMU TCG"
 bash "$here/emu_vs_qemu.sh" "$build"
 echo
+echo "== VM start to first instruction, port-I/O exit round trip (emu, KVM where it works)"
+"$build/bench/vmstart" --hv "$build/hv" "$build/guest/iobench.elf"
+echo
 echo "== dirty-log overhead (harvest every 100 ms, then every 20 ms)"
 "$build/bench/dirty_overhead" --rounds 3 --interval 100 "$build/guest/memtouch.elf"
 "$build/bench/dirty_overhead" --rounds 3 --interval 20 "$build/guest/memtouch.elf"

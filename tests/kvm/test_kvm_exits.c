@@ -5,7 +5,9 @@
  *  - ud2 with an empty IDT: #UD, #GP, #DF, triple fault, reported as such;
  *  - a spinning BSP beside an AP that never got a SIPI: vm_pause stops both (kicks reach
  *    a vCPU in the guest and one blocked in KVM_RUN), the state reads back, and the VM
- *    resumes and shuts down cleanly.
+ *    resumes and shuts down cleanly;
+ *  - cli; hlt ends the VM as on the emu (VM_EXIT_HALTED, status 125), alone and beside an
+ *    AP that never got a SIPI; sti; hlt with nothing to wake it does not (it waits).
  *
  * Usage: test_kvm_exits. Exit 77 without /dev/kvm.
  */
@@ -108,6 +110,37 @@ static void test_pause_resume_smp(void)
 	kt_destroy(k);
 }
 
+/* cli; hlt on the BSP (of @nvcpus): the VM ends as halted within a few halt checks. */
+static void test_cli_hlt(unsigned nvcpus)
+{
+	static const uint8_t code[] = {0xfa, 0xf4, 0xeb, 0xfd}; /* cli; hlt; jmp $-3 */
+	uint64_t t0 = kt_now_ms();
+	struct kt_vm *k = vm_with_code(code, sizeof(code), nvcpus);
+	int rc = vm_wait(&k->vm);
+
+	KT_CHECK(rc == VM_STATUS_CRASH && k->vm.exit_kind == VM_EXIT_HALTED,
+	         "cli; hlt (%u vCPUs): status %d kind %d (%s), want halted", nvcpus, rc,
+	         k->vm.exit_kind, k->vm.exit_reason);
+	KT_CHECK(strstr(k->vm.exit_reason, "halted with interrupts disabled") != NULL,
+	         "cli; hlt reason: '%s'", k->vm.exit_reason);
+	printf("test_kvm_exits: cli; hlt, %u vCPU(s): %s after %llu ms\n", nvcpus,
+	       k->vm.exit_reason, (unsigned long long)(kt_now_ms() - t0));
+	kt_destroy(k);
+}
+
+/* sti; hlt with no interrupt source: halted but wakeable, so the VM must keep running. */
+static void test_sti_hlt_waits(void)
+{
+	static const uint8_t code[] = {0xfb, 0xf4, 0xeb, 0xfd}; /* sti; hlt; jmp $-3 */
+	struct kt_vm *k = vm_with_code(code, sizeof(code), 1);
+
+	usleep(500000); /* several halt checks */
+	KT_CHECK(!kt_shut_down(k, NULL, 0), "sti; hlt: the VM ended (%s)", k->vm.exit_reason);
+	vm_shutdown(&k->vm, VM_EXIT_REQUESTED, 6, "test over");
+	KT_CHECK(vm_wait(&k->vm) == 6, "sti; hlt: wrong status after the quit request");
+	kt_destroy(k);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -115,6 +148,9 @@ int main(void)
 	test_rep_outs_and_exit();
 	test_triple_fault();
 	test_pause_resume_smp();
+	test_cli_hlt(1);
+	test_cli_hlt(2);
+	test_sti_hlt_waits();
 	printf("test_kvm_exits: %s\n", kt_failures ? "FAIL" : "ok");
 	return kt_failures ? 1 : 0;
 }

@@ -129,6 +129,12 @@ ln -s busybox "$ROOT/bin/sh"
 for f in "$BUILD"/guest/*.elf; do
 	[ -f "$f" ] && mkdir -p "$ROOT/build/guest" && cp "$f" "$ROOT/build/guest/"
 done
+# Extra test inputs: each tests/nested/extra/*.sh runs as `SCRIPT DEST KERNEL BUSYBOX` and
+# adds files under DEST, the guest's /build (extra/linux.sh: the HVM Linux kernel + initramfs).
+for x in "$HERE"/extra/*.sh; do
+	[ -f "$x" ] || continue
+	out=$(bash "$x" "$ROOT/build" "$KERNEL" "$BUSYBOX" 2>&1) || fail "extra/${x##*/}: $out"
+done
 
 # The test list: comments and blank lines dropped; the first program word of each line is
 # copied from BUILD (with its libraries).

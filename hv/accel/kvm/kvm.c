@@ -16,6 +16,17 @@
  * Guest state is consistent only after an I/O or MMIO exit has been completed by the
  * next KVM_RUN; before returning for a stop, the loop re-enters once with immediate_exit
  * set, which completes the instruction without running the guest (api.rst, kvm_run).
+ *
+ * Halting forever. With the in-kernel LAPIC, HLT never comes back to us: a vCPU that
+ * executes `cli; hlt` just blocks in KVM_RUN. So each vCPU thread arms a periodic POSIX
+ * timer (KVM_HALT_CHECK_MS) that sends it the kick signal; whenever KVM_RUN returns EINTR
+ * without a stop request, the thread checks whether its vCPU is dead: MP state HALTED
+ * with RFLAGS.IF clear and no NMI, SMI or exception pending (only those could wake it),
+ * or an AP still waiting for INIT/SIPI. As on the emu, the VM ends (VM_EXIT_HALTED) only
+ * when every vCPU is dead. A dead flag can be stale (another vCPU's INIT or NMI may have
+ * woken it since), so the vCPU that finds all flags set does not trust them: it opens a
+ * new halt epoch and kicks the others, and the VM ends only once every vCPU has been
+ * found dead again within that epoch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +36,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hv/accel.h"
@@ -36,6 +49,7 @@
 #define KVM_TSS_ADDR          0xfffbd000UL  /* 3 pages, below the identity-map page */
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL /* VMX real-mode identity page table */
 #define KVM_KICK_SIGNAL       SIGUSR1
+#define KVM_HALT_CHECK_MS     100 /* how often a vCPU in KVM_RUN looks for cli; hlt */
 
 /* Capabilities the backend cannot do without. */
 /* clang-format off */
@@ -146,6 +160,8 @@ static void kvm_vm_fini(struct vm *vm)
 	if (kv->sys_fd >= 0)
 		close(kv->sys_fd);
 	free(kv->cpuid);
+	pthread_mutex_destroy(&kv->ring_lock);
+	pthread_mutex_destroy(&kv->halt_lock);
 	free(kv);
 	vm->accel_vm = NULL;
 }
@@ -204,6 +220,8 @@ static int kvm_vm_init(struct vm *vm, struct hv_error *err)
 		return hv_fail(err, ENOMEM, "kvm: out of memory");
 	kv->vm = vm;
 	kv->sys_fd = kv->vm_fd = -1;
+	pthread_mutex_init(&kv->ring_lock, NULL);
+	pthread_mutex_init(&kv->halt_lock, NULL);
 	vm->accel_vm = kv;
 
 	if ((kv->sys_fd = kvm_open(err)) < 0)
@@ -258,6 +276,7 @@ static void kvm_vcpu_fini(struct vcpu *v)
 
 	if (!kc)
 		return;
+	kvm_dirty_vcpu_fini(v->vm->accel_vm, kc);
 	if (kc->run)
 		munmap(kc->run, (size_t)((struct kvm_vmstate *)v->vm->accel_vm)->run_size);
 	if (kc->fd >= 0)
@@ -293,6 +312,8 @@ static int kvm_vcpu_init(struct vcpu *v, struct hv_error *err)
 		goto fail;
 	}
 	kc->run = run;
+	if (kvm_dirty_vcpu_init(kv, kc, err) < 0)
+		goto fail;
 	/* KVM's own reset state is x86_state_reset's (real mode at f000:fff0, LAPIC id = vCPU
 	 * id, BSP = vCPU 0, APs waiting for SIPI); CPUID comes first, then the MSRs. */
 	if (kvm_cpuid_setup(kv, kc, v->id, v->vm->cfg.nvcpus, err) < 0 ||
@@ -409,6 +430,7 @@ static int kvm_handle_exit(struct vcpu *v, struct hv_error *err)
 	case KVM_EXIT_IO: kc->need_complete = true; return kvm_exit_io(v, run, err);
 	case KVM_EXIT_MMIO: kc->need_complete = true; return kvm_exit_mmio(v, run, err);
 	case KVM_EXIT_INTR: return 0;
+	case KVM_EXIT_DIRTY_RING_FULL: kvm_dirty_ring_full(v->vm->accel_vm, kc); return 0;
 	case KVM_EXIT_SHUTDOWN: kvm_triple_fault(v); return 0;
 	case KVM_EXIT_HLT: /* only without the in-kernel LAPIC, which we always create */
 		vm_shutdown(v->vm, VM_EXIT_HALTED, 0, "vCPU %u halted", v->id);
@@ -430,6 +452,97 @@ static int kvm_handle_exit(struct vcpu *v, struct hv_error *err)
 	}
 }
 
+/* ---- halting forever ---- */
+
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
+/* Arm the periodic halt check: KVM_KICK_SIGNAL to this thread every KVM_HALT_CHECK_MS. */
+static void halt_timer_start(struct kvm_vcpustate *kc)
+{
+	struct sigevent sev;
+	struct itimerspec it = {
+	    .it_interval = {0, KVM_HALT_CHECK_MS * 1000000L},
+	    .it_value = {0, KVM_HALT_CHECK_MS * 1000000L},
+	};
+
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = KVM_KICK_SIGNAL;
+	sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
+	if (timer_create(CLOCK_MONOTONIC, &sev, &kc->halt_timer) < 0)
+		return; /* no check: a cli; hlt guest then waits for a quit request */
+	kc->has_timer = true;
+	timer_settime(kc->halt_timer, 0, &it, NULL);
+}
+
+static void halt_timer_stop(struct kvm_vcpustate *kc)
+{
+	if (kc->has_timer)
+		timer_delete(kc->halt_timer);
+	kc->has_timer = false;
+}
+
+/* Whether vCPU @v (just out of KVM_RUN with EINTR) can never run again by itself. */
+static bool vcpu_dead(struct vcpu *v)
+{
+	struct kvm_vcpustate *kc = v->accel;
+	struct kvm_mp_state mp;
+	struct kvm_regs regs;
+	struct kvm_vcpu_events ev;
+
+	if (xioctl(kc->fd, KVM_GET_MP_STATE, &mp) < 0)
+		return false;
+	if (v->id != 0 && (mp.mp_state == KVM_MP_STATE_UNINITIALIZED ||
+	                   mp.mp_state == KVM_MP_STATE_INIT_RECEIVED))
+		return true; /* an AP that no INIT/SIPI has started (yet) */
+	if (mp.mp_state != KVM_MP_STATE_HALTED || xioctl(kc->fd, KVM_GET_REGS, &regs) < 0 ||
+	    (regs.rflags & X86_IF) || xioctl(kc->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return false;
+	return !ev.nmi.pending && !ev.nmi.injected && !ev.exception.injected &&
+	       !ev.exception.pending && !ev.smi.pending;
+}
+
+/* The halt check, on @v's thread after an EINTR (see the comment at the top). */
+static void halt_check(struct vcpu *v)
+{
+	struct kvm_vmstate *kv = v->vm->accel_vm;
+	struct kvm_vcpustate *kc = v->accel;
+	unsigned ndead = 0, nconfirmed = 0, n = v->vm->nvcpus;
+	bool dead = vcpu_dead(v), kick = false, end = false;
+
+	pthread_mutex_lock(&kv->halt_lock);
+	kc->dead = dead;
+	kc->dead_epoch = kv->halt_epoch;
+	if (dead) {
+		for (unsigned i = 0; i < n; i++) {
+			struct kvm_vcpustate *o = v->vm->vcpu[i].accel;
+
+			ndead += o && o->dead;
+			nconfirmed += o && o->dead && o->dead_epoch == kv->halt_epoch;
+		}
+		if (nconfirmed == n) {
+			end = true;
+		} else if (ndead == n) {
+			kc->dead_epoch = ++kv->halt_epoch; /* re-check everyone else */
+			kick = true;
+		}
+	}
+	pthread_mutex_unlock(&kv->halt_lock);
+	if (end) {
+		struct kvm_regs regs = {0};
+
+		xioctl(kc->fd, KVM_GET_REGS, &regs);
+		vm_shutdown(v->vm, VM_EXIT_HALTED, 0,
+		            "all vCPUs halted with interrupts disabled (vCPU %u at RIP 0x%llx)",
+		            v->id, (unsigned long long)regs.rip);
+	}
+	for (unsigned i = 0; kick && i < n; i++)
+		if (i != v->id)
+			v->vm->accel->vcpu_kick(&v->vm->vcpu[i]);
+}
+
 static int kvm_vcpu_run(struct vcpu *v, struct hv_error *err)
 {
 	struct kvm_vcpustate *kc = v->accel;
@@ -445,14 +558,20 @@ static int kvm_vcpu_run(struct vcpu *v, struct hv_error *err)
 	kc->thread = pthread_self();
 	kc->in_run = true;
 	pthread_mutex_unlock(&kc->kick_lock);
+	halt_timer_start(kc);
 
 	while (!vm_should_stop(v->vm)) {
-		int r = ioctl(kc->fd, KVM_RUN, 0);
-		int e = errno;
+		int r, e;
 
+		atomic_fetch_add(&kc->runs_in, 1);
+		r = ioctl(kc->fd, KVM_RUN, 0);
+		e = errno;
+		atomic_fetch_add(&kc->runs_out, 1);
 		run->immediate_exit = 0;
 		kc->need_complete = false; /* any return means a pending I/O was completed */
 		if (r < 0) {
+			if (e == EINTR && !vm_should_stop(v->vm))
+				halt_check(v);
 			if (e == EINTR || e == EAGAIN)
 				continue;
 			rc = hv_fail(err, e, "kvm: KVM_RUN: %s", strerror(e));
@@ -470,6 +589,7 @@ static int kvm_vcpu_run(struct vcpu *v, struct hv_error *err)
 		run->immediate_exit = 0;
 		kc->need_complete = false;
 	}
+	halt_timer_stop(kc);
 
 	pthread_mutex_lock(&kc->kick_lock);
 	kc->in_run = false;

@@ -29,4 +29,10 @@ struct kvm_vm_arch_state {
 int kvm_vm_get_arch(struct vm *vm, struct kvm_vm_arch_state *s, struct hv_error *err);
 int kvm_vm_set_arch(struct vm *vm, const struct kvm_vm_arch_state *s, struct hv_error *err);
 
+/*
+ * kvm_vm_dirty_mode - how @vm (on accel_kvm) logs dirty pages: "dirty ring, N entries per
+ * vCPU" or "KVM_GET_DIRTY_LOG[ + MANUAL_PROTECT2]" (HV_KVM_DIRTY_RING=0 forces the latter).
+ */
+const char *kvm_vm_dirty_mode(struct vm *vm);
+
 #endif

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "hv/error.h"
 #include "hv/mem.h"
@@ -36,9 +37,17 @@ struct kvm_vmstate {
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, unfiltered */
 
 	/* Dirty log (kvm_dirty.c). */
+	uint32_t ring_entries;               /* dirty ring per vCPU; 0: KVM_GET_DIRTY_LOG */
+	bool ring_kick;                      /* PML is on: kick vCPUs before reaping */
+	_Atomic uint64_t ring_fulls;         /* KVM_EXIT_DIRTY_RING_FULL exits so far */
+	pthread_mutex_t ring_lock;           /* reaping (harvester and ring-full exits) */
 	bool manual_protect;                 /* MANUAL_DIRTY_LOG_PROTECT2 enabled */
 	bool collected;                      /* collect() ran since the last flush() */
 	uint64_t *kvm_bitmap[MEM_MAX_SLOTS]; /* KVM_GET_DIRTY_LOG buffers */
+
+	/* Halt with interrupts off (kvm.c): vCPUs found dead in the current epoch. */
+	pthread_mutex_t halt_lock;
+	uint64_t halt_epoch;
 };
 
 struct kvm_vcpustate {
@@ -54,6 +63,18 @@ struct kvm_vcpustate {
 
 	/* Which of the KVM_NR_STATE_MSRS this KVM reads and writes (bit i: entry i). */
 	uint32_t msr_ok;
+
+	/* KVM_RUN calls entered and returned (kvm_dirty.c waits for a PML flush). */
+	_Atomic uint64_t runs_in, runs_out;
+	/* Dirty ring (kvm_dirty.c): mmapped ring_entries entries, next one to reap. */
+	struct kvm_dirty_gfn *ring;
+	uint32_t ring_next;
+
+	/* Halt check (kvm.c): a periodic timer kicks this vCPU out of KVM_RUN. */
+	timer_t halt_timer;
+	bool has_timer;
+	bool dead;           /* under halt_lock: halted with nothing that can wake it */
+	uint64_t dead_epoch; /* under halt_lock: the halt_epoch it was last found dead in */
 };
 
 /* kvm_cpuid.c */
@@ -93,5 +114,15 @@ int kvm_check_cap(struct kvm_vmstate *kv, long cap);
 int kvm_dirty_init(struct kvm_vmstate *kv, struct hv_error *err);
 void kvm_dirty_fini(struct kvm_vmstate *kv);
 extern const struct dirty_source kvm_dirty_source;
+
+/* kvm_dirty_vcpu_init / _fini - map / unmap vCPU @kc's dirty ring (if the ring is on). */
+int kvm_dirty_vcpu_init(struct kvm_vmstate *kv, struct kvm_vcpustate *kc, struct hv_error *err);
+void kvm_dirty_vcpu_fini(struct kvm_vmstate *kv, struct kvm_vcpustate *kc);
+
+/* kvm_dirty_ring_full - KVM_EXIT_DIRTY_RING_FULL: reap @kc's ring (vCPU thread). */
+void kvm_dirty_ring_full(struct kvm_vmstate *kv, struct kvm_vcpustate *kc);
+
+/* kvm_dirty_mode - how @kv logs dirty pages, for messages and tests. */
+const char *kvm_dirty_mode(struct kvm_vmstate *kv);
 
 #endif
