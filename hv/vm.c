@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "hv/dev/debug_exit.h"
+#include "hv/dev/i8042.h"
 #include "hv/dev/uart.h"
 #include "hv/vm.h"
 
@@ -144,6 +145,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct accel_ops
 		goto fail;
 	vm->dbgexit = debug_exit_create(vm, err);
 	if (!vm->dbgexit || debug_exit_register(vm->dbgexit, &vm->io, err) < 0)
+		goto fail;
+	vm->kbd = i8042_create(vm, err);
+	if (!vm->kbd || i8042_register(vm->kbd, &vm->io, err) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -407,6 +411,8 @@ void vm_destroy(struct vm *vm)
 	vm->uart = NULL;
 	debug_exit_destroy(vm->dbgexit);
 	vm->dbgexit = NULL;
+	i8042_destroy(vm->kbd);
+	vm->kbd = NULL;
 	if (vm->accel) {
 		for (unsigned i = vm->nvcpus_ready; i-- > 0;)
 			if (vm->accel->vcpu_fini)

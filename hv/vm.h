@@ -36,6 +36,8 @@
 
 #define VM_MAX_VCPUS 64
 #define VM_NAME_MAX  64
+#define VM_CMDLINE_MAX 4096
+#define VM_KERNEL_MAX  256
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_SHUTDOWN };
 
@@ -57,6 +59,9 @@ struct vm_config {
 	uint64_t ram_size;	 /* bytes */
 	unsigned nvcpus;
 	bool deterministic;	 /* emu only: time derives from the instruction count */
+	/* Identity kept for state records (VM_CONFIG); the VMM itself does not use them. */
+	char cmdline[VM_CMDLINE_MAX]; /* the kernel command line as given */
+	char kernel[VM_KERNEL_MAX];   /* the kernel image's file name */
 };
 
 struct vcpu {
@@ -70,6 +75,7 @@ struct vcpu {
 
 struct uart;
 struct debug_exit;
+struct i8042;
 
 struct vm {
 	struct vm_config cfg;
@@ -102,13 +108,14 @@ struct vm {
 
 	struct uart *uart;
 	struct debug_exit *dbgexit;
+	struct i8042 *kbd;	/* keyboard controller: its reset ends the VM */
 	int console_out;	/* fd the UART writes to (stdout by default) */
 	int console_in;		/* fd the UART reads from, -1 for none */
 };
 
 /*
  * vm_create - allocate RAM, initialise the backend @accel and @cfg->nvcpus vCPUs, and
- * register the standard devices (UART on console_out/console_in, debug-exit). The VM is
+ * register the standard devices (UART on console_out/console_in, debug-exit, i8042). The VM is
  * left in VM_CREATED; nothing runs until vm_start(). On failure everything is undone.
  */
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct accel_ops *accel,

@@ -226,4 +226,13 @@ void x86_state_reset(struct x86_state *s, unsigned apic_id, int bsp);
  */
 void x86_state_flat32(struct x86_state *s);
 
+/*
+ * x86_state_io - save or load @s field by field through @io (hv/state_io.h): the vCPU
+ * record of a state stream. Loading fills every field it knows (start from a zeroed
+ * struct) and checks invariants; returns 0, or -1 with @io's error naming the field.
+ */
+#define X86_STATE_VERSION 1
+struct state_io;
+int x86_state_io(struct state_io *io, struct x86_state *s);
+
 #endif

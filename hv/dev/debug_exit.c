@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "hv/dev/debug_exit.h"
+#include "hv/state_io.h"
 #include "hv/vm.h"
 
 void debug_exit_io(void *opaque, uint64_t off, unsigned size, bool write, uint64_t *val)
@@ -40,4 +41,15 @@ int debug_exit_register(struct debug_exit *d, struct io_bus *bus, struct hv_erro
 {
 	return io_register_port(bus, DEBUG_EXIT_PORT, DEBUG_EXIT_LEN, debug_exit_io, d,
 	                        "debug-exit", err);
+}
+
+int debug_exit_state(struct state_io *io, struct debug_exit *d)
+{
+	uint16_t port = DEBUG_EXIT_PORT, len = DEBUG_EXIT_LEN;
+
+	/* No guest-visible state: the record says where the device is and that it exists. */
+	STATE_FIELD(io, "port", &port);
+	STATE_FIELD(io, "len", &len);
+	STATE_CHECK(io, port == DEBUG_EXIT_PORT && len == DEBUG_EXIT_LEN);
+	return state_io_result(io);
 }

@@ -31,4 +31,12 @@ int debug_exit_register(struct debug_exit *d, struct io_bus *bus, struct hv_erro
  * value & 0xff); reads return 0. */
 void debug_exit_io(void *opaque, uint64_t off, unsigned size, bool write, uint64_t *val);
 
+/*
+ * debug_exit_state - save or load the device through @io (hv/state_io.h). It has no
+ * guest-visible state; the record carries its port range, checked on load. 0 or -1.
+ */
+#define DEBUG_EXIT_STATE_VERSION 1
+struct state_io;
+int debug_exit_state(struct state_io *io, struct debug_exit *d);
+
 #endif

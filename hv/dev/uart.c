@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "hv/dev/uart.h"
+#include "hv/state_io.h"
 
 static void uart_reset(struct uart_regs *r)
 {
@@ -337,4 +338,36 @@ void uart_destroy(struct uart *u)
 int uart_register(struct uart *u, struct io_bus *bus, uint16_t base, struct hv_error *err)
 {
 	return io_register_port(bus, base, 8, uart_io, u, "uart", err);
+}
+
+int uart_state(struct state_io *io, struct uart *u)
+{
+	struct uart_regs r;
+
+	pthread_mutex_lock(&u->lock);
+	r = u->r; /* load into a copy: a record that fails its checks changes nothing */
+	STATE_FIELD(io, "ier", &r.ier);
+	STATE_FIELD(io, "lcr", &r.lcr);
+	STATE_FIELD(io, "mcr", &r.mcr);
+	STATE_FIELD(io, "lsr", &r.lsr);
+	STATE_FIELD(io, "msr", &r.msr);
+	STATE_FIELD(io, "scr", &r.scr);
+	STATE_FIELD(io, "fcr", &r.fcr);
+	STATE_FIELD(io, "dll", &r.dll);
+	STATE_FIELD(io, "dlm", &r.dlm);
+	STATE_FIELD(io, "thr_ipending", &r.thr_ipending);
+	STATE_FIELD(io, "rx_head", &r.rx_head);
+	STATE_FIELD(io, "rx_len", &r.rx_len);
+	STATE_BYTES(io, "rx_fifo", r.rx_fifo, sizeof(r.rx_fifo));
+	STATE_CHECK(io, r.rx_len <= UART_FIFO_SIZE && r.rx_head < UART_FIFO_SIZE);
+	STATE_CHECK(io, !!(r.lsr & UART_LSR_DR) == (r.rx_len > 0));
+	STATE_CHECK(io, r.ier <= 0x0f && r.mcr <= 0x1f && !(r.fcr & ~0xc9));
+	STATE_CHECK(io, r.thr_ipending <= 1);
+	if (io->loading && !io->failed) {
+		u->r = r;
+		uart_update_irq(u); /* the line follows the loaded registers */
+		pthread_cond_broadcast(&u->room);
+	}
+	pthread_mutex_unlock(&u->lock);
+	return state_io_result(io);
 }

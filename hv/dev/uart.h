@@ -132,4 +132,13 @@ void uart_io(void *opaque, uint64_t off, unsigned size, bool write, uint64_t *va
  */
 unsigned uart_rx_push(struct uart *u, const uint8_t *buf, unsigned len);
 
+/*
+ * uart_state - save or load the guest-visible registers and receive FIFO through @io
+ * (hv/state_io.h), under the UART's lock. A load is checked (FIFO bounds, LSR.DR agrees
+ * with the FIFO) before anything changes, then the interrupt line is recomputed. 0 or -1.
+ */
+#define UART_STATE_VERSION 1
+struct state_io;
+int uart_state(struct state_io *io, struct uart *u);
+
 #endif

@@ -1,0 +1,397 @@
+/*
+ * vmstate.c - a VM's records: VM_CONFIG, VCPU, DEVICE, PAGE_DATA, CHECKPOINT, END.
+ *
+ * Every record body except PAGE_DATA is a tagged-field body (hv/state_io.h) that opens
+ * with the record's own identity and version, so one loader path checks versions, finds
+ * duplicates and names the record and offset in every error. Devices are a table: adding
+ * one is a line here and a state function next to the device.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "hv/dev/debug_exit.h"
+#include "hv/dev/uart.h"
+#include "hv/state_io.h"
+#include "migrate/pages.h"
+#include "migrate/vmstate.h"
+
+struct vm_device {
+	const char *name;
+	uint32_t version;
+	int (*state)(struct state_io *io, struct vm *vm);
+};
+
+static int dev_uart(struct state_io *io, struct vm *vm)
+{
+	return uart_state(io, vm->uart);
+}
+
+static int dev_debug_exit(struct state_io *io, struct vm *vm)
+{
+	return debug_exit_state(io, vm->dbgexit);
+}
+
+static const struct vm_device devices[] = {
+    {"uart0", UART_STATE_VERSION, dev_uart},
+    {"debug-exit", DEBUG_EXIT_STATE_VERSION, dev_debug_exit},
+};
+#define NDEVICES (sizeof(devices) / sizeof(devices[0]))
+
+/* VM_CONFIG's contents. */
+struct config {
+	uint32_t version;
+	char name[VM_NAME_MAX];
+	char accel[16];
+	uint32_t nvcpus;
+	uint8_t deterministic;
+	uint64_t ram_size;
+	uint32_t nslots;
+	uint64_t gpa[MEM_MAX_SLOTS], size[MEM_MAX_SLOTS];
+	char cmdline[VM_CMDLINE_MAX];
+	char kernel[VM_KERNEL_MAX];
+};
+
+/* Version first, and checked at once: a newer body's other fields may mean other things. */
+static bool version_io(struct state_io *io, uint32_t *v, uint32_t supported)
+{
+	STATE_FIELD(io, "version", v);
+	if (io->loading && !io->failed && *v != supported)
+		state_io_fail(io, "version %u %s (this hv reads version %u)", *v,
+		              *v > supported ? "is newer than supported" : "is unknown", supported);
+	return !io->failed;
+}
+
+static int config_io(struct state_io *io, struct config *c)
+{
+	char n[24];
+
+	if (!version_io(io, &c->version, VM_CONFIG_VERSION))
+		return -1;
+	STATE_STR(io, "name", c->name, sizeof(c->name));
+	STATE_STR(io, "accel", c->accel, sizeof(c->accel));
+	STATE_FIELD(io, "nvcpus", &c->nvcpus);
+	STATE_FIELD(io, "deterministic", &c->deterministic);
+	STATE_FIELD(io, "ram_size", &c->ram_size);
+	STATE_FIELD(io, "nslots", &c->nslots);
+	STATE_CHECK(io, c->nslots >= 1 && c->nslots <= MEM_MAX_SLOTS);
+	for (uint32_t i = 0; !io->failed && i < c->nslots; i++) {
+		snprintf(n, sizeof(n), "slot%u.gpa", i);
+		STATE_FIELD(io, n, &c->gpa[i]);
+		snprintf(n, sizeof(n), "slot%u.size", i);
+		STATE_FIELD(io, n, &c->size[i]);
+	}
+	STATE_STR(io, "cmdline", c->cmdline, sizeof(c->cmdline));
+	STATE_STR(io, "kernel", c->kernel, sizeof(c->kernel));
+	STATE_CHECK(io, c->nvcpus >= 1 && c->nvcpus <= VM_MAX_VCPUS);
+	STATE_CHECK(io, c->deterministic <= 1);
+	STATE_CHECK(io, !c->deterministic || c->nvcpus == 1);
+	STATE_CHECK(io, c->ram_size >= MEM_MIN_SIZE && c->ram_size <= MEM_MAX_SIZE);
+	STATE_CHECK(io, c->ram_size % MEM_PAGE_SIZE == 0);
+	return state_io_result(io);
+}
+
+/* Write one tagged-field body as a record. */
+static int put_body(struct stream *s, uint32_t type, struct state_io *io, struct hv_error *err)
+{
+	const void *parts[1] = {io->buf};
+	size_t lens[1] = {io->len};
+	int rc = io->failed ? -1 : stream_write_record(s, type, parts, lens, 1, err);
+
+	state_io_free(io);
+	return rc;
+}
+
+static int save_config(struct stream *s, struct vm *vm, struct hv_error *err)
+{
+	struct config *c = calloc(1, sizeof(*c));
+	struct state_io io;
+
+	if (!c)
+		return hv_fail(err, ENOMEM, "VM_CONFIG: out of memory");
+	c->version = VM_CONFIG_VERSION;
+	snprintf(c->name, sizeof(c->name), "%s", vm->cfg.name);
+	snprintf(c->accel, sizeof(c->accel), "%s", vm->accel->name);
+	c->nvcpus = vm->nvcpus;
+	c->deterministic = vm->cfg.deterministic;
+	c->ram_size = vm->mem.ram_size;
+	c->nslots = (uint32_t)vm->mem.nslots;
+	for (int i = 0; i < vm->mem.nslots; i++)
+		c->gpa[i] = vm->mem.slot[i].gpa, c->size[i] = vm->mem.slot[i].size;
+	snprintf(c->cmdline, sizeof(c->cmdline), "%s", vm->cfg.cmdline);
+	snprintf(c->kernel, sizeof(c->kernel), "%s", vm->cfg.kernel);
+	state_io_save_init(&io, "VM_CONFIG", err);
+	config_io(&io, c);
+	free(c);
+	return put_body(s, REC_VM_CONFIG, &io, err);
+}
+
+int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_error *err)
+{
+	struct x86_state *st = calloc(vm->nvcpus, sizeof(*st));
+	struct page_writer pw;
+	struct state_io io;
+	char what[32];
+	int rc = -1;
+
+	if (!st)
+		return hv_fail(err, ENOMEM, "out of memory");
+	/* All vCPU state first: fails (before anything is written) if the VM is running. */
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vm_get_state(vm, i, &st[i], err) < 0)
+			goto out;
+	if (save_config(s, vm, err) < 0)
+		goto out;
+	state_io_save_init(&io, "SOURCE_INFO", err);
+	STATE_STR(&io, "writer", "hv libmigrate", 14);
+	if (put_body(s, REC_SOURCE_INFO, &io, err) < 0)
+		goto out;
+
+	if (page_writer_init(&pw, s, zstd_level, err) < 0)
+		goto out;
+	rc = pages_save_nonzero(&pw, &vm->mem, err);
+	page_writer_free(&pw);
+	if (rc < 0)
+		goto out;
+	rc = -1;
+
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		uint32_t id = i, ver = X86_STATE_VERSION;
+		snprintf(what, sizeof(what), "vcpu %u", i);
+		state_io_save_init(&io, what, err);
+		STATE_FIELD(&io, "vcpu", &id);
+		STATE_FIELD(&io, "version", &ver);
+		x86_state_io(&io, &st[i]);
+		if (put_body(s, REC_VCPU, &io, err) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < NDEVICES; i++) {
+		uint32_t ver = devices[i].version;
+		state_io_save_init(&io, devices[i].name, err);
+		STATE_STR(&io, "device", (char *)devices[i].name, strlen(devices[i].name) + 1);
+		STATE_FIELD(&io, "version", &ver);
+		devices[i].state(&io, vm);
+		if (put_body(s, REC_DEVICE, &io, err) < 0)
+			goto out;
+	}
+	rc = stream_write_end(s, err);
+out:
+	free(st);
+	return rc;
+}
+
+/* ---- load ---- */
+
+struct loader {
+	struct stream *s;
+	struct vm *vm;
+	bool created;
+	bool vcpu_seen[VM_MAX_VCPUS];
+	bool dev_seen[NDEVICES];
+	void *dctx;
+	struct x86_state *st;
+	char what[160]; /* "FILE: record VCPU at offset N" */
+};
+
+static const char *rec_what(struct loader *l, const struct record *r)
+{
+	snprintf(l->what, sizeof(l->what), "%s: record %s at offset %llu", l->s->name,
+	         stream_record_name(r->type), (unsigned long long)r->off);
+	return l->what;
+}
+
+static int load_config(struct loader *l, const struct record *r, int out, int in,
+                       struct hv_error *err)
+{
+	struct config *c = calloc(1, sizeof(*c));
+	struct vm_config *cfg = calloc(1, sizeof(*cfg));
+	const struct accel_ops *accel;
+	struct state_io io;
+	int rc = -1;
+
+	if (!c || !cfg) {
+		hv_fail(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (state_io_load_init(&io, rec_what(l, r), r->body, r->len, err) < 0 ||
+	    config_io(&io, c) < 0)
+		goto out;
+	if (strcmp(c->accel, "emu") && strcmp(c->accel, "kvm")) {
+		hv_fail(err, EINVAL, "%s: unknown accelerator '%s'", l->what, c->accel);
+		goto out;
+	}
+	accel = accel_select(c->accel, err);
+	if (!accel)
+		goto out;
+	snprintf(cfg->name, sizeof(cfg->name), "%s", c->name);
+	snprintf(cfg->cmdline, sizeof(cfg->cmdline), "%s", c->cmdline);
+	snprintf(cfg->kernel, sizeof(cfg->kernel), "%s", c->kernel);
+	cfg->ram_size = c->ram_size;
+	cfg->nvcpus = c->nvcpus;
+	cfg->deterministic = c->deterministic;
+	if (vm_create(l->vm, cfg, accel, out, in, err) < 0)
+		goto out;
+	l->created = true;
+	if ((uint32_t)l->vm->mem.nslots != c->nslots) {
+		hv_fail(err, EINVAL, "%s: %u memory slots, this hv lays out %d for %llu bytes",
+		        l->what, c->nslots, l->vm->mem.nslots, (unsigned long long)c->ram_size);
+		goto out;
+	}
+	for (uint32_t i = 0; i < c->nslots; i++)
+		if (l->vm->mem.slot[i].gpa != c->gpa[i] || l->vm->mem.slot[i].size != c->size[i]) {
+			hv_fail(err, EINVAL,
+			        "%s: slot %u (gpa 0x%llx, %llu bytes) differs from "
+			        "this hv's layout",
+			        l->what, i, (unsigned long long)c->gpa[i],
+			        (unsigned long long)c->size[i]);
+			goto out;
+		}
+	rc = 0;
+out:
+	free(c);
+	free(cfg);
+	return rc;
+}
+
+static int load_vcpu(struct loader *l, const struct record *r, struct hv_error *err)
+{
+	struct state_io io;
+	uint32_t id = 0, ver = 0;
+
+	if (state_io_load_init(&io, rec_what(l, r), r->body, r->len, err) < 0)
+		return -1;
+	STATE_FIELD(&io, "vcpu", &id);
+	if (!io.failed && id >= l->vm->nvcpus)
+		return state_io_fail(&io, "vCPU %u, the VM has %u", id, l->vm->nvcpus);
+	if (!io.failed && l->vcpu_seen[id])
+		return state_io_fail(&io, "vCPU %u appears twice", id);
+	if (!version_io(&io, &ver, X86_STATE_VERSION))
+		return -1;
+	memset(l->st, 0, sizeof(*l->st));
+	if (x86_state_io(&io, l->st) < 0)
+		return -1;
+	if (vm_set_state(l->vm, id, l->st, err) < 0)
+		return -1;
+	l->vcpu_seen[id] = true;
+	return 0;
+}
+
+static int load_device(struct loader *l, const struct record *r, struct hv_error *err)
+{
+	struct state_io io;
+	char name[32];
+	uint32_t ver = 0;
+	size_t i;
+
+	if (state_io_load_init(&io, rec_what(l, r), r->body, r->len, err) < 0)
+		return -1;
+	STATE_STR(&io, "device", name, sizeof(name));
+	if (io.failed)
+		return -1;
+	for (i = 0; i < NDEVICES && strcmp(devices[i].name, name); i++)
+		;
+	if (i == NDEVICES)
+		return state_io_fail(&io, "unknown device '%s'", name);
+	if (l->dev_seen[i])
+		return state_io_fail(&io, "device '%s' appears twice", name);
+	snprintf(l->what + strlen(l->what), sizeof(l->what) - strlen(l->what), ": %s", name);
+	if (!version_io(&io, &ver, devices[i].version) || devices[i].state(&io, l->vm) < 0)
+		return -1;
+	l->dev_seen[i] = true;
+	return 0;
+}
+
+static int load_checkpoint(struct loader *l, const struct record *r, struct hv_error *err)
+{
+	struct state_io io;
+	uint64_t seq = 0;
+
+	/* A consistency point; a save file has nothing to do at one, but it must parse. */
+	if (state_io_load_init(&io, rec_what(l, r), r->body, r->len, err) < 0)
+		return -1;
+	STATE_FIELD(&io, "seq", &seq);
+	return state_io_result(&io);
+}
+
+static int load_end(struct loader *l, const struct record *r, struct hv_error *err)
+{
+	rec_what(l, r);
+	for (unsigned i = 0; i < l->vm->nvcpus; i++)
+		if (!l->vcpu_seen[i])
+			return hv_fail(err, EINVAL, "%s: no VCPU record for vCPU %u", l->what, i);
+	for (size_t i = 0; i < NDEVICES; i++)
+		if (!l->dev_seen[i])
+			return hv_fail(err, EINVAL, "%s: no DEVICE record for '%s'", l->what,
+			               devices[i].name);
+	return 0;
+}
+
+int vmstate_load(struct stream *s, struct vm *vm, int console_out, int console_in,
+                 struct hv_error *err)
+{
+	struct loader l = {.s = s, .vm = vm};
+	struct record r;
+	int rc = -1, got;
+
+	l.dctx = ZSTD_createDCtx();
+	l.st = calloc(1, sizeof(*l.st));
+	if (!l.dctx || !l.st) {
+		hv_fail(err, ENOMEM, "%s: out of memory", s->name);
+		goto out;
+	}
+	for (;;) {
+		if ((got = stream_read(s, &r, err)) < 0)
+			goto out;
+		if (!l.created) {
+			if (r.type == REC_VM_CONFIG) {
+				if (load_config(&l, &r, console_out, console_in, err) < 0)
+					goto out;
+				continue;
+			}
+			if ((r.type & REC_OPTIONAL) && got)
+				continue;
+			hv_fail(err, EINVAL, "%s: expected VM_CONFIG first", rec_what(&l, &r));
+			goto out;
+		}
+		switch (r.type) {
+		case REC_END:
+			if (load_end(&l, &r, err) < 0)
+				goto out;
+			rc = 0;
+			goto out;
+		case REC_VM_CONFIG:
+			hv_fail(err, EINVAL, "%s: VM_CONFIG appears twice", rec_what(&l, &r));
+			goto out;
+		case REC_VCPU:
+			if (load_vcpu(&l, &r, err) < 0)
+				goto out;
+			break;
+		case REC_DEVICE:
+			if (load_device(&l, &r, err) < 0)
+				goto out;
+			break;
+		case REC_PAGE_DATA:
+			if (pages_load(&vm->mem, &r, l.dctx, s->name, err) < 0)
+				goto out;
+			break;
+		case REC_CHECKPOINT:
+			if (load_checkpoint(&l, &r, err) < 0)
+				goto out;
+			break;
+		default:
+			if (r.type & REC_OPTIONAL)
+				break; /* optional: a reader may skip what it does not know */
+			hv_fail(err, EINVAL, "%s: unknown mandatory record (newer writer?)",
+			        rec_what(&l, &r));
+			goto out;
+		}
+	}
+out:
+	if (rc < 0 && l.created)
+		vm_destroy(vm);
+	ZSTD_freeDCtx(l.dctx);
+	free(l.st);
+	return rc;
+}

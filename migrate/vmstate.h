@@ -1,0 +1,34 @@
+/*
+ * vmstate.h - a whole VM as state-stream records, and back.
+ *
+ * The writer emits VM_CONFIG first (a reader needs the memory layout and vCPU count before
+ * anything else), SOURCE_INFO (optional), PAGE_DATA batches, one VCPU record per vCPU,
+ * one DEVICE record per device, then END. The reader accepts the records after VM_CONFIG
+ * in any order (a migration stream interleaves pages and device state), refuses duplicate
+ * VM_CONFIG, VCPU and DEVICE records, skips optional records it does not know, and at END
+ * requires every vCPU and device to have been loaded.
+ */
+#ifndef HV_MIGRATE_VMSTATE_H
+#define HV_MIGRATE_VMSTATE_H
+
+#include "hv/error.h"
+#include "hv/vm.h"
+#include "migrate/stream.h"
+
+#define VM_CONFIG_VERSION 1
+
+/*
+ * vmstate_save - write all of @vm (paused, or created and never started) to @s, ending
+ * with END. @zstd_level 0 sends pages raw. -1 with @err on failure.
+ */
+int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_error *err);
+
+/*
+ * vmstate_load - create @vm from @s (untrusted): VM_CONFIG first, then every record up to
+ * END. On success the VM is VM_CREATED and ready for vm_start(); on failure it is
+ * destroyed (or was never created) and @err names the record and offset at fault.
+ */
+int vmstate_load(struct stream *s, struct vm *vm, int console_out, int console_in,
+                 struct hv_error *err);
+
+#endif

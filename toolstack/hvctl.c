@@ -1,0 +1,335 @@
+/*
+ * hvctl.c - the `hvctl` program: drive a running VM through its control socket.
+ *
+ * One connection per invocation: read the greeting, send one request, skip events until
+ * the reply with our id arrives, print it for a person (or raw with --json). Commands
+ * that end the VM (quit, save without --keep-running) also wait for hv to close the
+ * connection, so when hvctl returns the VM has stopped and its save file is complete.
+ * See docs/hvctl.1.md and docs/control-protocol.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#ifndef HV_VERSION
+#define HV_VERSION "0.1.0"
+#endif
+
+#define EXIT_FAIL  1
+#define EXIT_USAGE 2
+#define MAX_REPLY  (1 << 20) /* longest line accepted from hv */
+#define CLOSE_WAIT 10000     /* ms to wait for hv to hang up after quit/save */
+
+static const char usage[] =
+    "usage: hvctl SOCK COMMAND [--json]\n"
+    "\n"
+    "Control the VM whose `hv run --control SOCK` serves the socket SOCK.\n"
+    "\n"
+    "Commands:\n"
+    "  info                        name, state, accelerator, vCPUs, memory, uptime, exit\n"
+    "  pause                       stop every vCPU (the VM keeps its state)\n"
+    "  resume                      let a paused VM run again\n"
+    "  save FILE [--keep-running]  write the VM's state to FILE, then stop the VM\n"
+    "                              (exit status 0), or keep it running\n"
+    "  quit                        stop the VM; hv exits with status 0\n"
+    "\n"
+    "Options:\n"
+    "  --json      print hv's raw JSON reply instead of text\n"
+    "  -h, --help  show this help\n"
+    "  --version   print the version\n"
+    "\n"
+    "Exit status: 0 on success, 1 if the command failed or hv could not be reached,\n"
+    "2 for bad arguments.\n";
+
+static const char *sock_path = "hvctl";
+
+static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("hvctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return status;
+}
+
+struct conn {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+
+/* Read one line (without its newline) into a malloc'd string; NULL at EOF or on error,
+ * with errno 0 for a clean EOF. @timeout_ms < 0 waits forever. */
+static char *conn_line(struct conn *c, int timeout_ms)
+{
+	for (;;) {
+		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		ssize_t n;
+
+		if (nl) {
+			size_t l = (size_t)(nl - c->buf);
+			char *line = strndup(c->buf, l);
+			memmove(c->buf, nl + 1, c->len - l - 1);
+			c->len -= l + 1;
+			return line;
+		}
+		if (c->len == c->cap) {
+			if (c->cap >= MAX_REPLY) {
+				errno = EMSGSIZE;
+				return NULL;
+			}
+			c->cap = c->cap ? c->cap * 2 : 4096;
+			c->buf = realloc(c->buf, c->cap);
+			if (!c->buf)
+				return NULL;
+		}
+		n = poll(&p, 1, timeout_ms);
+		if (n == 0) {
+			errno = ETIMEDOUT;
+			return NULL;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return NULL;
+		}
+		n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = 0;
+			return NULL;
+		}
+		c->len += (size_t)n;
+	}
+}
+
+static int conn_open(struct conn *c, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return fail(EXIT_USAGE, "%s: socket path longer than %zu bytes", path,
+		            sizeof(sa.sun_path) - 1);
+	memcpy(sa.sun_path, path, strlen(path));
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return fail(EXIT_FAIL, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+static void print_size(const char *label, json_int_t b)
+{
+	if (b && b % (1LL << 30) == 0)
+		printf("%-8s %lld GiB\n", label, (long long)(b >> 30));
+	else if (b && b % (1LL << 20) == 0)
+		printf("%-8s %lld MiB\n", label, (long long)(b >> 20));
+	else
+		printf("%-8s %lld bytes\n", label, (long long)b);
+}
+
+static void print_info(json_t *r)
+{
+	json_t *ex = json_object_get(r, "exit");
+
+	printf("%-8s %s\n", "name", json_string_value(json_object_get(r, "name")) ?: "?");
+	printf("%-8s %s\n", "state", json_string_value(json_object_get(r, "state")) ?: "?");
+	printf("%-8s %s\n", "accel", json_string_value(json_object_get(r, "accel")) ?: "?");
+	printf("%-8s %lld\n", "vcpus", (long long)json_integer_value(json_object_get(r, "vcpus")));
+	print_size("memory", json_integer_value(json_object_get(r, "memory")));
+	printf("%-8s %.1f s\n", "uptime", json_number_value(json_object_get(r, "uptime")));
+	printf("%-8s %lld\n", "pid", (long long)json_integer_value(json_object_get(r, "pid")));
+	if (json_is_true(json_object_get(r, "deterministic")))
+		printf("%-8s yes\n", "determ.");
+	if (json_is_object(ex))
+		printf("%-8s %s, code %lld: %s\n", "exit",
+		       json_string_value(json_object_get(ex, "kind")) ?: "?",
+		       (long long)json_integer_value(json_object_get(ex, "code")),
+		       json_string_value(json_object_get(ex, "reason")) ?: "");
+}
+
+static void print_save(json_t *r)
+{
+	const char *state = json_string_value(json_object_get(r, "state")) ?: "?";
+	double mib = (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20);
+
+	printf("saved to %s: %.1f MiB in %.2f s; VM %s\n",
+	       json_string_value(json_object_get(r, "file")) ?: "?", mib,
+	       json_number_value(json_object_get(r, "seconds")),
+	       strcmp(state, "shutdown") ? state : "stopped");
+}
+
+/* The request for @cmd; @file made absolute, since hv may run in another directory. */
+static json_t *build_request(const char *cmd, const char *file, bool keep)
+{
+	char cwd[PATH_MAX], abs[PATH_MAX * 2];
+
+	if (strcmp(cmd, "save"))
+		return json_pack("{s:i, s:s}", "id", 1, "execute", cmd);
+	if (file[0] != '/') {
+		if (!getcwd(cwd, sizeof(cwd)))
+			return NULL;
+		snprintf(abs, sizeof(abs), "%s/%s", cwd, file);
+		file = abs;
+	}
+	return json_pack("{s:i, s:s, s:{s:s, s:b}}", "id", 1, "execute", cmd, "arguments", "file",
+	                 file, "keep-running", keep);
+}
+
+/* Talk to hv: greeting, request, reply. Returns the exit status. */
+static int run(const char *cmd, const char *file, bool keep, bool raw)
+{
+	struct conn c = {.fd = -1};
+	json_t *req, *msg = NULL, *err;
+	char *text = NULL, *line;
+	bool ends_vm;
+	int rc;
+
+	if ((rc = conn_open(&c, sock_path)))
+		return rc;
+	line = conn_line(&c, -1);
+	msg = line ? json_loads(line, 0, NULL) : NULL;
+	if (!json_is_object(json_object_get(msg, "hv"))) {
+		rc = fail(EXIT_FAIL, "%s: %s", sock_path,
+		          line ? "not an hv control socket (bad greeting)"
+		               : (errno ? strerror(errno) : "hv closed the connection"));
+		goto out;
+	}
+	json_decref(msg);
+	free(line);
+	req = build_request(cmd, file, keep);
+	text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!text) {
+		rc =
+		    fail(EXIT_FAIL, "%s: cannot build the request: %s", sock_path, strerror(errno));
+		goto out_nomsg;
+	}
+	if (send(c.fd, text, strlen(text), MSG_NOSIGNAL) < 0 ||
+	    send(c.fd, "\n", 1, MSG_NOSIGNAL) < 0) {
+		rc = fail(EXIT_FAIL, "%s: %s", sock_path, strerror(errno));
+		goto out_nomsg;
+	}
+	/* Skip events until our reply. */
+	for (;;) {
+		line = conn_line(&c, -1);
+		if (!line) {
+			rc = fail(EXIT_FAIL, "%s: %s: %s", sock_path, cmd,
+			          errno ? strerror(errno)
+			                : "hv closed the connection without a reply");
+			goto out_nomsg;
+		}
+		msg = json_loads(line, 0, NULL);
+		if (json_is_object(msg) && json_integer_value(json_object_get(msg, "id")) == 1 &&
+		    (json_object_get(msg, "return") || json_object_get(msg, "error")))
+			break;
+		if (json_is_object(msg) && json_object_get(msg, "error") &&
+		    !json_object_get(msg, "id")) {
+			rc = fail(EXIT_FAIL, "%s: %s", sock_path,
+			          json_string_value(
+			              json_object_get(json_object_get(msg, "error"), "desc"))
+			              ?: line);
+			goto out;
+		}
+		json_decref(msg);
+		free(line);
+	}
+	err = json_object_get(msg, "error");
+	if (raw)
+		puts(line);
+	if (err) {
+		rc = fail(EXIT_FAIL, "%s: %s", cmd,
+		          json_string_value(json_object_get(err, "desc")) ?: "failed");
+		goto out;
+	}
+	if (!raw && !strcmp(cmd, "info"))
+		print_info(json_object_get(msg, "return"));
+	else if (!raw && !strcmp(cmd, "save"))
+		print_save(json_object_get(msg, "return"));
+	fflush(stdout);
+	rc = 0;
+	ends_vm = !strcmp(cmd, "quit") || (!strcmp(cmd, "save") && !keep);
+	while (ends_vm) { /* hv hangs up once the VM has stopped */
+		char *more = conn_line(&c, CLOSE_WAIT);
+		if (!more)
+			break;
+		free(more);
+	}
+out:
+	json_decref(msg);
+	free(line);
+out_nomsg:
+	free(text);
+	free(c.buf);
+	if (c.fd >= 0)
+		close(c.fd);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"keep-running", no_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0},
+	};
+	bool raw = false, keep = false;
+	const char *cmd, *file = NULL;
+	int c, npos;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': raw = true; break;
+		case 'k': keep = true; break;
+		case 'h': fputs(usage, stdout); return 0;
+		case 'V': printf("hvctl %s\n", HV_VERSION); return 0;
+		default:
+			return fail(EXIT_USAGE, "unknown option '%s' (see 'hvctl --help')",
+			            argv[optind - 1]);
+		}
+	}
+	npos = argc - optind;
+	if (npos < 2)
+		return fail(EXIT_USAGE, "%s (see 'hvctl --help')",
+		            npos ? "missing COMMAND" : "missing SOCK and COMMAND");
+	sock_path = argv[optind];
+	cmd = argv[optind + 1];
+	if (!strcmp(cmd, "save")) {
+		if (npos < 3)
+			return fail(EXIT_USAGE, "save: missing FILE");
+		if (npos > 3)
+			return fail(EXIT_USAGE, "save: unexpected argument '%s'", argv[optind + 3]);
+		file = argv[optind + 2];
+		if (!*file)
+			return fail(EXIT_USAGE, "save: FILE must not be empty");
+	} else if (!strcmp(cmd, "info") || !strcmp(cmd, "pause") || !strcmp(cmd, "resume") ||
+	           !strcmp(cmd, "quit")) {
+		if (npos != 2)
+			return fail(EXIT_USAGE, "%s: unexpected argument '%s'", cmd,
+			            argv[optind + 2]);
+	} else {
+		return fail(EXIT_USAGE, "unknown command '%s' (see 'hvctl --help')", cmd);
+	}
+	if (keep && strcmp(cmd, "save"))
+		return fail(EXIT_USAGE, "--keep-running only goes with save");
+	return run(cmd, file, keep, raw);
+}
