@@ -401,7 +401,7 @@ static int cmd_restore(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fputs(usage_main, stderr);
+		fputs("hv: missing command: run or restore (see 'hv --help')\n", stderr);
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
