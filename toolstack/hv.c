@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hv/loader/loader.h"
+#include "hv/loader/preload.h"
 #include "hv/loader/pvh.h"
 #include "hv/vm.h"
 #include "migrate/savefile.h"
@@ -51,6 +52,8 @@ static const char usage_run[] =
     "  -a, --accel ACCEL      auto, kvm or emu (default auto: kvm if usable, else emu)\n"
     "  -k, --cmdline STRING   kernel command line (at most 4095 bytes)\n"
     "  -i, --initrd FILE      initial ramdisk for a bzImage KERNEL (not for PVH kernels)\n"
+    "  -P, --preload FILE     fill RAM from the raw memory image FILE (page 0 first, at\n"
+    "                         most RAM's size) before the kernel is loaded over it\n"
     "  -d, --deterministic    emu only, 1 vCPU: time derives from the instruction count\n"
     "  -S, --control SOCK     serve the control socket SOCK (see hvctl(1))\n"
     "  -h, --help             show this help\n"
@@ -132,11 +135,12 @@ static int cmd_run(int argc, char **argv)
 	    {"vcpus", required_argument, NULL, 'c'},   {"accel", required_argument, NULL, 'a'},
 	    {"cmdline", required_argument, NULL, 'k'}, {"deterministic", no_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},          {"control", required_argument, NULL, 'S'},
-	    {"initrd", required_argument, NULL, 'i'},  {0},
+	    {"initrd", required_argument, NULL, 'i'},  {"preload", required_argument, NULL, 'P'},
+	    {0},
 	};
 	struct vm_config cfg = {.ram_size = 128ULL << 20, .nvcpus = 1};
 	const char *name = NULL, *accel_name = "auto", *cmdline = "", *kernel, *control_path = NULL;
-	const char *initrd = NULL;
+	const char *initrd = NULL, *preload = NULL;
 	struct control *ctl = NULL;
 	const struct accel_ops *accel;
 	struct hv_error err = {0};
@@ -149,7 +153,7 @@ static int cmd_run(int argc, char **argv)
 
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":n:m:c:a:k:i:dS:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":n:m:c:a:k:i:P:dS:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (!*optarg || strlen(optarg) >= VM_NAME_MAX)
@@ -186,6 +190,7 @@ static int cmd_run(int argc, char **argv)
 			cmdline = optarg;
 			break;
 		case 'i': initrd = optarg; break;
+		case 'P': preload = optarg; break;
 		case 'd': cfg.deterministic = true; break;
 		case 'S': control_path = optarg; break;
 		case 'h': fputs(usage_run, stdout); return 0;
@@ -245,7 +250,8 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (vm_get_state(&vm, 0, st, NULL) < 0)
 		x86_state_reset(st, 0, 1);
-	if (loader_load_kernel(&vm.mem, kernel, initrd, cmdline, st, &err) < 0 ||
+	if ((preload && mem_preload(&vm.mem, preload, &err) < 0) ||
+	    loader_load_kernel(&vm.mem, kernel, initrd, cmdline, st, &err) < 0 ||
 	    vm_set_state(&vm, 0, st, &err) < 0) {
 		free(st);
 		vm_destroy(&vm);

@@ -13,7 +13,7 @@
 #include "hv/state_io.h"
 #include "hv/vm.h"
 
-#define CTR_DEFAULT  (0x01 | 0x04 | 0x40) /* keyboard interrupt on, POST ok, translate */
+#define CTR_DEFAULT  (0x01 | 0x04 | 0x40)      /* keyboard interrupt on, POST ok, translate */
 #define OUTP_DEFAULT (I8042_OUTP_RESET | 0x02) /* not in reset, A20 on */
 
 static void put(struct i8042 *k, uint8_t v, int aux)
@@ -63,9 +63,7 @@ static int data(struct i8042 *k, uint8_t v)
 	k->cmd = 0;
 	switch (cmd) {
 	case I8042_CMD_WRITE_CTR: k->ctr = v; break;
-	case I8042_CMD_WRITE_OUTP:
-		k->outp = v;
-		return !(v & I8042_OUTP_RESET);
+	case I8042_CMD_WRITE_OUTP: k->outp = v; return !(v & I8042_OUTP_RESET);
 	case I8042_CMD_WRITE_KBD: put(k, v, 0); break;
 	case I8042_CMD_WRITE_AUX: put(k, v, 1); break;
 	default: break;
@@ -138,8 +136,7 @@ int i8042_register(struct i8042 *k, struct io_bus *bus, struct hv_error *err)
 	/* Two ranges: 0x61 (speaker, NMI status) between them belongs to the PIT. */
 	if (io_register_port(bus, I8042_DATA_PORT, 1, data_port, k, "i8042 data", err) < 0)
 		return -1;
-	return io_register_port(bus, I8042_COMMAND_PORT, 1, command_port, k, "i8042 command",
-	                        err);
+	return io_register_port(bus, I8042_COMMAND_PORT, 1, command_port, k, "i8042 command", err);
 }
 
 int i8042_state(struct state_io *io, struct i8042 *k)

@@ -104,10 +104,9 @@ static int bz_header(const uint8_t *img, size_t len, struct bz_plan *p, struct h
 		return hv_fail(err, ENOEXEC, "truncated setup header (%zu-byte file)", len);
 	p->version = (uint16_t)rd(img, BZ_VERSION, 2);
 	if (p->version < BZ_MIN_VERSION)
-		return hv_fail(err, ENOEXEC,
-		               "boot protocol %u.%02u is too old, need %u.%02u or later",
-		               p->version >> 8, p->version & 0xff, BZ_MIN_VERSION >> 8,
-		               BZ_MIN_VERSION & 0xff);
+		return hv_fail(
+		    err, ENOEXEC, "boot protocol %u.%02u is too old, need %u.%02u or later",
+		    p->version >> 8, p->version & 0xff, BZ_MIN_VERSION >> 8, BZ_MIN_VERSION & 0xff);
 	p->hdr_end = 0x202 + (size_t)img[BZ_JUMP + 1];
 	if (p->hdr_end < (p->version >= 0x20a ? BZ_INIT_SIZE + 4 : BZ_CMDLINE_SIZE + 4))
 		return hv_fail(err, ENOEXEC,
@@ -116,8 +115,10 @@ static int bz_header(const uint8_t *img, size_t len, struct bz_plan *p, struct h
 	if (p->hdr_end > BZ_HDR_LIMIT)
 		p->hdr_end = BZ_HDR_LIMIT; /* newer fields we do not know: boot_params ends */
 	if (len < p->hdr_end)
-		return hv_fail(err, ENOEXEC, "truncated setup header: %zu-byte file, header "
-		               "ends at 0x%zx", len, p->hdr_end);
+		return hv_fail(err, ENOEXEC,
+		               "truncated setup header: %zu-byte file, header "
+		               "ends at 0x%zx",
+		               len, p->hdr_end);
 	if (rd(img, BZ_BOOT_FLAG, 2) != 0xaa55)
 		return hv_fail(err, ENOEXEC, "boot flag 0x%04x at offset 0x%x, want 0xaa55",
 		               (unsigned)rd(img, BZ_BOOT_FLAG, 2), BZ_BOOT_FLAG);
@@ -172,8 +173,8 @@ static int bz_kernel_room(struct guest_mem *m, const uint8_t *img, struct bz_pla
 }
 
 /* The initrd goes as high as it can: below low RAM's end and initrd_addr_max. */
-static int bz_initrd(struct guest_mem *m, const uint8_t *img, size_t initrd_len,
-                     struct bz_plan *p, struct hv_error *err)
+static int bz_initrd(struct guest_mem *m, const uint8_t *img, size_t initrd_len, struct bz_plan *p,
+                     struct hv_error *err)
 {
 	uint64_t addr_max = p->version >= 0x203 ? rd(img, BZ_INITRD_ADDR_MAX, 4) : OLD_ADDRMAX;
 	uint64_t top = m->nslots && m->slot[0].gpa == 0 ? m->slot[0].size : 0;
@@ -195,8 +196,10 @@ static int bz_initrd(struct guest_mem *m, const uint8_t *img, size_t initrd_len,
 		               (unsigned long long)top);
 	p->initrd_gpa = (top - initrd_len) & ~(PAGE - 1);
 	if (p->initrd_gpa < p->kernel_end)
-		return hv_fail(err, EFBIG, "initrd of %zu bytes: no page-aligned place above the "
-		               "kernel", initrd_len);
+		return hv_fail(err, EFBIG,
+		               "initrd of %zu bytes: no page-aligned place above the "
+		               "kernel",
+		               initrd_len);
 	return 0;
 }
 
