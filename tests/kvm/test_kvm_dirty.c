@@ -110,8 +110,13 @@ int main(int argc, char **argv)
 			break;
 		}
 	KT_CHECK(!kt_console_has(k, "CORRUPT"), "memtouch reported corruption");
-	/* Every pass rewrites all 1024 pages of 4M..8M: the log must have seen them. */
-	KT_CHECK(harvested >= 1024 * (MIN_PASSES - 1), "only %llu pages harvested",
+	/*
+	 * Every pass rewrites all 1024 pages of 4M..8M: the log must have seen each at
+	 * least once. (Not once per pass: when several passes run between two harvests,
+	 * as they may on a loaded nested host, a page is rightly reported once for them.
+	 * That no write was lost is the snapshot comparison above.)
+	 */
+	KT_CHECK(harvested >= 1024, "only %llu pages harvested",
 	         (unsigned long long)harvested);
 	printf("test_kvm_dirty: %llu rounds, %llu pages harvested, %llu VMM writes, "
 	       "memtouch at pass %llu\n",
