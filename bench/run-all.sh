@@ -13,3 +13,6 @@ echo
 echo "== dirty-log overhead (harvest every 100 ms, then every 20 ms)"
 "$build/bench/dirty_overhead" --rounds 3 --interval 100 "$build/guest/memtouch.elf"
 "$build/bench/dirty_overhead" --rounds 3 --interval 20 "$build/guest/memtouch.elf"
+echo
+echo "== save/restore throughput: hv vs cp vs QEMU migration to a file (1 GiB image, 4 GiB zero)"
+bash "$here/saverestore.sh" "$build"

@@ -84,7 +84,7 @@ PY
 run_case() { # run_case LABEL SIZE BYTES PRELOAD(or -)
 	local label=$1 size=$2 bytes=$3 pre=$4 raw=$dir/raw.img sock=$dir/hv.sock
 	local save=$dir/vm.hvs t0 t1 t2 t3 hvpid qns
-	echo "-- ($label) $size guest${pre:+, RAM preloaded}"
+	echo "-- ($label) $size guest$([ "$pre" = - ] || echo ", RAM preloaded with the image")"
 	rm -f "$raw"
 	if [ "$pre" != - ]; then cp "$pre" "$raw"; fi
 	truncate -s "$size" "$raw"

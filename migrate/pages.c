@@ -42,7 +42,7 @@ int page_writer_init(struct page_writer *w, struct stream *s, int level, struct 
 	w->data = malloc(w->dcap);
 	if (!w->data)
 		return hv_fail(err, ENOMEM, "PAGE_DATA: out of memory");
-	if (level > 0) {
+	if (level != 0) {
 		w->cctx = ZSTD_createCCtx();
 		if (!w->cctx) {
 			page_writer_free(w);
@@ -201,6 +201,11 @@ int pages_load(struct guest_mem *m, const struct record *rec, void *dctx, const 
 			               "frame 0x%llx outside guest RAM",
 			               name, off, i, (unsigned long long)gfn);
 		dst = mem_hva(m, gfn << 12, PAGE);
+		if (enc != PAGE_ENC_ZERO) {
+			/* Commit the page's 2 MiB chunk in one call, not a host fault a page. */
+			struct mem_slot *sl = mem_slot_find(m, gfn << 12);
+			mem_populate(sl, (gfn << 12) - sl->gpa);
+		}
 		switch (enc) {
 		case PAGE_ENC_ZERO: memset(dst, 0, PAGE); break;
 		case PAGE_ENC_RAW:

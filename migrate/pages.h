@@ -37,8 +37,8 @@ struct page_writer {
 };
 
 /*
- * page_writer_init - batches onto @s; @level > 0 compresses pages with zstd at that level
- * (kept only when smaller), 0 sends them raw.
+ * page_writer_init - batches onto @s; @level != 0 compresses pages with zstd at that level
+ * (kept only when smaller; negative levels are zstd's fast ones), 0 sends them raw.
  */
 int page_writer_init(struct page_writer *w, struct stream *s, int level, struct hv_error *err);
 void page_writer_free(struct page_writer *w);

@@ -18,6 +18,11 @@
 #include "migrate/stream.h"
 #include "migrate/vmstate.h"
 
+/*
+ * Level 1. zstd's fast level -1 compresses the pages of bench/saverestore.sh's Linux
+ * image about 3x faster for an 11 % larger file (107 vs 97 MiB), but changes the bytes
+ * of a save, which tests/state's golden-file check (test_golden_unchanged) forbids.
+ */
 #define SAVEFILE_ZSTD_LEVEL 1
 
 static int fsync_dir(const char *dir, struct hv_error *err)
