@@ -23,8 +23,12 @@ for t in "${targets[@]}"; do
 	if [ "$name" = fuzz_pvh ]; then
 		cp -n "$build"/guest/*.elf "$corpus"/ 2>/dev/null || true
 	fi
-	echo "fuzz: $name for ${secs}s"
-	"$t" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 \
+	t_secs=$secs
+	# The state-stream reader is the most exposed parser (migration, restore, checkpoints):
+	# it gets three times as long.
+	[ "$name" = fuzz_stream ] && t_secs=$((secs * 3))
+	echo "fuzz: $name for ${t_secs}s"
+	"$t" -max_total_time="$t_secs" -max_len=65536 -rss_limit_mb=2048 \
 		-artifact_prefix="$build/fuzz/artifacts/$name-" -print_final_stats=1 \
 		"$corpus" 2>&1 | tail -n 12
 done
