@@ -42,8 +42,7 @@ int loader_load_image(struct guest_mem *m, const void *image, size_t len, const 
 	               BZ_MAGIC);
 }
 
-/* Read the regular file @path whole into a new buffer (*@buf, *@len); the caller frees. */
-static int read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
+int loader_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
                      struct hv_error *err)
 {
 	struct stat st;
@@ -104,9 +103,9 @@ int loader_load_kernel(struct guest_mem *m, const char *kernel, const char *init
 	char msg[HV_ERROR_MSG];
 	int rc = -1;
 
-	if (read_file(kernel, m->ram_size, &img, &len, err) < 0)
+	if (loader_read_file(kernel, m->ram_size, &img, &len, err) < 0)
 		return -1;
-	if (initrd && read_file(initrd, m->ram_size, &rd, &rd_len, err) < 0)
+	if (initrd && loader_read_file(initrd, m->ram_size, &rd, &rd_len, err) < 0)
 		goto out;
 	rc = loader_load_image(m, img, len, initrd ? rd : NULL, rd_len, cmdline, entry, err);
 	if (rc < 0 && err) {

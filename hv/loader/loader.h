@@ -26,6 +26,14 @@ int loader_load_image(struct guest_mem *m, const void *image, size_t len, const 
                       struct hv_error *err);
 
 /*
+ * loader_read_file - read the regular file @path, at most @max bytes (it must fit guest
+ * RAM), whole into a new buffer (*@buf, *@len; the caller frees it). Returns 0, or -1
+ * with @err naming @path (missing, not a regular file, too big, read error).
+ */
+int loader_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
+                     struct hv_error *err);
+
+/*
  * loader_load_kernel - loader_load_image() of the files at @kernel and @initrd (NULL for
  * none). Each file must be a regular file no larger than guest RAM. Messages about a file
  * start with its path: "vmlinuz: boot protocol 2.04 is too old, need 2.06 or later".

@@ -8,12 +8,10 @@
  */
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "hv/loader/loader.h"
 #include "hv/loader/pvh.h"
 
 struct pvh_seg {
@@ -329,49 +327,15 @@ static int fail_path(struct hv_error *err, const char *path)
 int pvh_load_file(struct guest_mem *m, const char *path, const char *cmdline,
                   struct x86_state *entry, struct hv_error *err)
 {
-	struct stat st;
-	uint8_t *buf = NULL;
-	size_t got = 0;
-	int fd, rc = -1;
+	uint8_t *buf;
+	size_t len;
+	int rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return hv_fail(err, errno, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		hv_fail(err, errno, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		hv_fail(err, EINVAL, "%s: not a regular file", path);
-		goto out;
-	}
-	if ((uint64_t)st.st_size > m->ram_size) {
-		hv_fail(err, EFBIG, "%s: %llu bytes do not fit in %llu MiB of guest RAM", path,
-		        (unsigned long long)st.st_size, (unsigned long long)(m->ram_size >> 20));
-		goto out;
-	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		hv_fail(err, ENOMEM, "%s: out of memory", path);
-		goto out;
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			hv_fail(err, errno, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break; /* shrank under us: validate what we have */
-		got += (size_t)n;
-	}
-	rc = pvh_load(m, buf, got, cmdline, entry, err);
+	if (loader_read_file(path, m->ram_size, &buf, &len, err) < 0)
+		return -1;
+	rc = pvh_load(m, buf, len, cmdline, entry, err);
 	if (rc < 0)
 		fail_path(err, path);
-out:
 	free(buf);
-	close(fd);
 	return rc;
 }
