@@ -12,31 +12,60 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "hv/accel/kvm/kvm.h"
 #include "hv/dev/debug_exit.h"
+#include "hv/dev/i8042.h"
 #include "hv/dev/uart.h"
 #include "hv/state_io.h"
 #include "migrate/pages.h"
 #include "migrate/vmstate.h"
 
+struct loader;
+
+/*
+ * A device with a DEVICE record. @optional: the record may be absent from a stream (one
+ * from an older writer, or a backend without the device); the device then keeps the
+ * defaults vm_create gave it. @present: NULL, or whether @vm has the device at all
+ * (saved only then; a record for a device the VM lacks fails the load). @state saves
+ * (@l NULL) or loads the device's fields.
+ */
 struct vm_device {
 	const char *name;
 	uint32_t version;
-	int (*state)(struct state_io *io, struct vm *vm);
+	bool optional;
+	bool (*present)(const struct vm *vm);
+	int (*state)(struct state_io *io, struct vm *vm, struct loader *l);
 };
 
-static int dev_uart(struct state_io *io, struct vm *vm)
+static int dev_uart(struct state_io *io, struct vm *vm, struct loader *l)
 {
 	return uart_state(io, vm->uart);
 }
 
-static int dev_debug_exit(struct state_io *io, struct vm *vm)
+static int dev_debug_exit(struct state_io *io, struct vm *vm, struct loader *l)
 {
 	return debug_exit_state(io, vm->dbgexit);
 }
 
+static int dev_i8042(struct state_io *io, struct vm *vm, struct loader *l)
+{
+	return i8042_state(io, vm->kbd);
+}
+
+static bool on_kvm(const struct vm *vm)
+{
+	return vm->accel == &accel_kvm;
+}
+
+static int dev_kvm_vm(struct state_io *io, struct vm *vm, struct loader *l);
+
 static const struct vm_device devices[] = {
-    {"uart0", UART_STATE_VERSION, dev_uart},
-    {"debug-exit", DEBUG_EXIT_STATE_VERSION, dev_debug_exit},
+    {"uart0", UART_STATE_VERSION, false, NULL, dev_uart},
+    {"debug-exit", DEBUG_EXIT_STATE_VERSION, false, NULL, dev_debug_exit},
+    /* optional: streams written before the i8042 had a record keep its power-on state */
+    {"i8042", I8042_STATE_VERSION, true, NULL, dev_i8042},
+    /* optional: a stream without it leaves KVM's PIC/IOAPIC/PIT/clock as vm_create made them */
+    {"kvm-vm", KVM_VM_ARCH_STATE_VERSION, true, on_kvm, dev_kvm_vm},
 };
 #define NDEVICES (sizeof(devices) / sizeof(devices[0]))
 
@@ -169,10 +198,12 @@ int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_erro
 	}
 	for (size_t i = 0; i < NDEVICES; i++) {
 		uint32_t ver = devices[i].version;
+		if (devices[i].present && !devices[i].present(vm))
+			continue;
 		state_io_save_init(&io, devices[i].name, err);
 		STATE_STR(&io, "device", (char *)devices[i].name, strlen(devices[i].name) + 1);
 		STATE_FIELD(&io, "version", &ver);
-		devices[i].state(&io, vm);
+		devices[i].state(&io, vm, NULL);
 		if (put_body(s, REC_DEVICE, &io, err) < 0)
 			goto out;
 	}
@@ -190,6 +221,7 @@ struct loader {
 	bool created;
 	bool vcpu_seen[VM_MAX_VCPUS];
 	bool dev_seen[NDEVICES];
+	struct kvm_vm_arch_state *kvm_arch; /* a loaded kvm-vm record, applied at END */
 	void *dctx;
 	struct x86_state *st;
 	char what[160]; /* "FILE: record VCPU at offset N" */
@@ -296,11 +328,34 @@ static int load_device(struct loader *l, const struct record *r, struct hv_error
 		return state_io_fail(&io, "unknown device '%s'", name);
 	if (l->dev_seen[i])
 		return state_io_fail(&io, "device '%s' appears twice", name);
+	if (devices[i].present && !devices[i].present(l->vm))
+		return state_io_fail(&io, "device '%s' does not exist on a VM that runs on %s",
+		                     name, l->vm->accel->name);
 	snprintf(l->what + strlen(l->what), sizeof(l->what) - strlen(l->what), ": %s", name);
-	if (!version_io(&io, &ver, devices[i].version) || devices[i].state(&io, l->vm) < 0)
+	if (!version_io(&io, &ver, devices[i].version) || devices[i].state(&io, l->vm, l) < 0)
 		return -1;
 	l->dev_seen[i] = true;
 	return 0;
+}
+
+/* kvm-vm: saving reads the paused VM's KVM state; loading keeps it for load_end. */
+static int dev_kvm_vm(struct state_io *io, struct vm *vm, struct loader *l)
+{
+	struct kvm_vm_arch_state *s;
+
+	if (!io->loading) {
+		if (!(s = calloc(1, sizeof(*s))))
+			return state_io_fail(io, "out of memory");
+		if (kvm_vm_get_arch(vm, s, io->err) < 0)
+			io->failed = -1;
+		else
+			kvm_vm_arch_io(io, s);
+		free(s);
+		return state_io_result(io);
+	}
+	if (!l->kvm_arch && !(l->kvm_arch = calloc(1, sizeof(*l->kvm_arch))))
+		return state_io_fail(io, "out of memory");
+	return kvm_vm_arch_io(io, l->kvm_arch);
 }
 
 static int load_checkpoint(struct loader *l, const struct record *r, struct hv_error *err)
@@ -322,9 +377,15 @@ static int load_end(struct loader *l, const struct record *r, struct hv_error *e
 		if (!l->vcpu_seen[i])
 			return hv_fail(err, EINVAL, "%s: no VCPU record for vCPU %u", l->what, i);
 	for (size_t i = 0; i < NDEVICES; i++)
-		if (!l->dev_seen[i])
+		if (!l->dev_seen[i] && !devices[i].optional)
 			return hv_fail(err, EINVAL, "%s: no DEVICE record for '%s'", l->what,
 			               devices[i].name);
+	/* VM-level KVM state goes in after every vCPU's (kvm.h), before any vCPU runs. */
+	if (l->kvm_arch && kvm_vm_set_arch(l->vm, l->kvm_arch, err) < 0) {
+		char msg[HV_ERROR_MSG];
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		return hv_fail(err, err->code, "%s: kvm-vm: %s", l->what, msg);
+	}
 	return 0;
 }
 
@@ -393,5 +454,6 @@ out:
 		vm_destroy(vm);
 	ZSTD_freeDCtx(l.dctx);
 	free(l.st);
+	free(l.kvm_arch);
 	return rc;
 }

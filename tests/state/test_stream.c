@@ -33,7 +33,14 @@
 #define GOLD_RAM  (4ULL << 20)
 #define GOLD_ARGS "start=2M end=3M passes=100"
 #define GOLD_AT   50000
-#define GOLD_FILE "v1-memtouch.hvs"
+/*
+ * Golden files, oldest first. Every one must restore and run; this build must write the
+ * newest byte for byte (HV_STATE_REGEN=1 writes that one). v1: before the i8042 record;
+ * v2: with it. The prefix counts what a build writes, not the stream's format version.
+ */
+static const char *const gold_files[] = {"v1-memtouch.hvs", "v2-memtouch.hvs"};
+#define NGOLD    (sizeof(gold_files) / sizeof(gold_files[0]))
+#define GOLD_NEW gold_files[NGOLD - 1]
 
 static const char *guest_dir, *golden_dir;
 static char tmpdir[] = "/tmp/hv-state-stream-XXXXXX";
@@ -119,6 +126,19 @@ static size_t find_rec(uint32_t type, size_t from)
 	return 0;
 }
 
+/* The DEVICE record of device @name. */
+static size_t find_device(const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < nrecs; i++)
+		if (recs[i].type == REC_DEVICE && recs[i].len > 8 + n &&
+		    !memcmp(recs[i].body + 1 + 6 + 4, name, n) && get32(recs[i].body + 1 + 6) == n)
+			return i;
+	fail_msg("no DEVICE record for %s", name);
+	return 0;
+}
+
 /* ---- loading ---- */
 
 /* Load @path; returns 0 on success (the VM restored, then freed), or -1 with @msg. */
@@ -174,7 +194,7 @@ static void make_base(const char *path)
 }
 
 /* A golden file from an earlier version restores and runs memtouch to its clean end. */
-static void test_golden_restores(void **state)
+static void golden_restores(const char *file)
 {
 	char path[600], msg[HV_ERROR_MSG];
 	struct x86_state *s = calloc(1, sizeof(*s));
@@ -184,7 +204,7 @@ static void test_golden_restores(void **state)
 	size_t len;
 	char *con;
 
-	snprintf(path, sizeof(path), "%s/%s", golden_dir, GOLD_FILE);
+	snprintf(path, sizeof(path), "%s/%s", golden_dir, file);
 	vm = tvm_restore(path, fd, msg, sizeof(msg));
 	if (!vm)
 		fail_msg("golden %s: %s", path, msg);
@@ -200,19 +220,25 @@ static void test_golden_restores(void **state)
 	con = (char *)tvm_read_file(tpath("golden-console"), &len);
 	con[len] = 0;
 	if (strstr(con, "CORRUPT") || !strstr(con, "memtouch done passes=100"))
-		fail_msg("golden run console:\n%s", con);
+		fail_msg("golden %s run console:\n%s", path, con);
 	free(con);
 	free(s);
 }
 
-/* This build writes the golden file byte for byte: the format has not drifted silently. */
+static void test_golden_restores(void **state)
+{
+	for (size_t i = 0; i < NGOLD; i++)
+		golden_restores(gold_files[i]);
+}
+
+/* This build writes the newest golden file byte for byte: the format has not drifted. */
 static void test_golden_unchanged(void **state)
 {
 	char path[600];
 	size_t len;
 	uint8_t *g;
 
-	snprintf(path, sizeof(path), "%s/%s", golden_dir, GOLD_FILE);
+	snprintf(path, sizeof(path), "%s/%s", golden_dir, GOLD_NEW);
 	g = tvm_read_file(path, &len);
 	if (len != base_len || memcmp(g, base, len))
 		fail_msg("this build's save of the golden VM differs from %s: a format change "
@@ -426,6 +452,37 @@ static void test_duplicates_and_missing(void **state)
 		emit(tpath("novcpu.hvs"), r, n);
 		expect_fail(tpath("novcpu.hvs"), "missing vcpu", "no VCPU record", "END", NULL);
 	}
+	/* optional devices may be missing (they keep their defaults); others may not */
+	{
+		const char *devs[] = {"i8042", "uart0"};
+		char msg[HV_ERROR_MSG];
+		for (size_t k = 0; k < 2; k++) {
+			size_t d = find_device(devs[k]), n = 0;
+			for (size_t i = 0; i < nrecs; i++)
+				if (i != d)
+					r[n++] = recs[i];
+			emit(tpath("nodev.hvs"), r, n);
+			if (k == 0 && load(tpath("nodev.hvs"), msg, sizeof(msg)) < 0)
+				fail_msg("a stream without the optional i8042 did not load: %s",
+				         msg);
+			if (k == 1)
+				expect_fail(tpath("nodev.hvs"), "missing uart",
+				            "no DEVICE record for 'uart0'", "END", NULL);
+		}
+	}
+	/* kvm-vm on a VM that does not run on kvm */
+	{
+		struct state_io io;
+		size_t e = nrecs - 1;
+		body_of(&io, "kvm-vm", 1);
+		memcpy(r, recs, sizeof(r[0]) * nrecs);
+		r[e] = (struct rec){REC_DEVICE, (uint32_t)io.len, io.buf};
+		r[e + 1] = recs[e];
+		emit(tpath("kvmvm.hvs"), r, nrecs + 1);
+		state_io_free(&io);
+		expect_fail(tpath("kvmvm.hvs"), "kvm-vm on emu", "device 'kvm-vm' does not exist",
+		            "runs on emu", NULL);
+	}
 	/* pages before the configuration */
 	{
 		size_t pg = find_rec(REC_PAGE_DATA, 0);
@@ -558,7 +615,7 @@ static int setup(void **state)
 	base = tvm_read_file(tpath("base.hvs"), &base_len);
 	parse_base();
 	if (getenv("HV_STATE_REGEN")) {
-		snprintf(g, sizeof(g), "%s/%s", golden_dir, GOLD_FILE);
+		snprintf(g, sizeof(g), "%s/%s", golden_dir, GOLD_NEW);
 		tvm_write_file(g, base, base_len);
 		fprintf(stderr, "wrote %s (%zu bytes)\n", g, base_len);
 	}

@@ -35,4 +35,15 @@ int kvm_vm_set_arch(struct vm *vm, const struct kvm_vm_arch_state *s, struct hv_
  */
 const char *kvm_vm_dirty_mode(struct vm *vm);
 
+/*
+ * kvm_vm_arch_io - save or load @s field by field through @io (hv/state_io.h): the body of
+ * the state stream's "kvm-vm" DEVICE record (docs/state-format.md). Loading fills @s
+ * (zeroed first) and checks every field KVM would otherwise take on trust; nothing is
+ * applied (kvm_vm_set_arch does that). Pads, reserved words and the clock's flags and
+ * realtime/host_tsc are not stored. 0 or -1.
+ */
+#define KVM_VM_ARCH_STATE_VERSION 1
+struct state_io;
+int kvm_vm_arch_io(struct state_io *io, struct kvm_vm_arch_state *s);
+
 #endif

@@ -17,12 +17,14 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
 #include "hv/accel/kvm/kvm.h"
 #include "hv/accel/kvm/kvm_int.h"
+#include "hv/state_io.h"
 #include "hv/accel.h"
 #include "hv/vm.h"
 
@@ -545,4 +547,106 @@ int kvm_vm_set_arch(struct vm *vm, const struct kvm_vm_arch_state *s, struct hv_
 	    vm_ioctl(kv, KVM_SET_CLOCK, &c.clock, "KVM_SET_CLOCK", err) < 0)
 		return -1;
 	return 0;
+}
+
+static void pic_io(struct state_io *io, const char *chip, struct kvm_pic_state *p)
+{
+	char n[48];
+
+#define PIC_U8(f)                                                                                  \
+	do {                                                                                       \
+		snprintf(n, sizeof(n), "%s.%s", chip, #f);                                         \
+		STATE_FIELD(io, n, &p->f);                                                         \
+	} while (0)
+	PIC_U8(last_irr);
+	PIC_U8(irr);
+	PIC_U8(imr);
+	PIC_U8(isr);
+	PIC_U8(priority_add);
+	PIC_U8(irq_base);
+	PIC_U8(read_reg_select);
+	PIC_U8(poll);
+	PIC_U8(special_mask);
+	PIC_U8(init_state);
+	PIC_U8(auto_eoi);
+	PIC_U8(rotate_on_auto_eoi);
+	PIC_U8(special_fully_nested_mode);
+	PIC_U8(init4);
+	PIC_U8(elcr);
+	PIC_U8(elcr_mask);
+#undef PIC_U8
+	STATE_CHECK(io, p->priority_add < 8);
+	STATE_CHECK(io, (p->irq_base & 7) == 0);
+	STATE_CHECK(io, p->init_state <= 3);
+	STATE_CHECK(io, p->read_reg_select <= 1 && p->poll <= 1 && p->special_mask <= 1);
+	STATE_CHECK(io, p->auto_eoi <= 1 && p->rotate_on_auto_eoi <= 1);
+	STATE_CHECK(io, p->special_fully_nested_mode <= 1 && p->init4 <= 1);
+	STATE_CHECK(io, (p->elcr & ~p->elcr_mask) == 0);
+}
+
+static void ioapic_io(struct state_io *io, struct kvm_ioapic_state *a)
+{
+	char n[32];
+
+	STATE_FIELD(io, "ioapic.base_address", (uint64_t *)&a->base_address);
+	STATE_FIELD(io, "ioapic.ioregsel", (uint32_t *)&a->ioregsel);
+	STATE_FIELD(io, "ioapic.id", (uint32_t *)&a->id);
+	STATE_FIELD(io, "ioapic.irr", (uint32_t *)&a->irr);
+	for (int i = 0; i < KVM_IOAPIC_NUM_PINS; i++) {
+		snprintf(n, sizeof(n), "ioapic.redirtbl%d", i);
+		STATE_FIELD(io, n, (uint64_t *)&a->redirtbl[i].bits);
+	}
+	STATE_CHECK(io, a->base_address == 0xfec00000u);
+	STATE_CHECK(io, a->ioregsel <= 0xff);
+	STATE_CHECK(io, a->id < 16);
+	STATE_CHECK(io, a->irr < (1u << KVM_IOAPIC_NUM_PINS));
+}
+
+static void pit_channel_io(struct state_io *io, int i, struct kvm_pit_channel_state *c)
+{
+	uint64_t load_time = (uint64_t)c->count_load_time;
+	char n[48];
+
+#define PIT_FIELD(f)                                                                               \
+	do {                                                                                       \
+		snprintf(n, sizeof(n), "pit.ch%d.%s", i, #f);                                      \
+		STATE_FIELD(io, n, &c->f);                                                         \
+	} while (0)
+	PIT_FIELD(count);
+	PIT_FIELD(latched_count);
+	PIT_FIELD(count_latched);
+	PIT_FIELD(status_latched);
+	PIT_FIELD(status);
+	PIT_FIELD(read_state);
+	PIT_FIELD(write_state);
+	PIT_FIELD(write_latch);
+	PIT_FIELD(rw_mode);
+	PIT_FIELD(mode);
+	PIT_FIELD(bcd);
+	PIT_FIELD(gate);
+#undef PIT_FIELD
+	snprintf(n, sizeof(n), "pit.ch%d.count_load_time", i);
+	STATE_FIELD(io, n, &load_time);
+	c->count_load_time = (int64_t)load_time;
+	STATE_CHECK(io, c->count <= 0x10000);
+	STATE_CHECK(io, c->count_latched <= 3 && c->status_latched <= 1);
+	STATE_CHECK(io, c->read_state <= 4 && c->write_state <= 4 && c->rw_mode <= 3);
+	STATE_CHECK(io, c->mode <= 5 || c->mode == 0xff); /* 0xff: never programmed */
+	STATE_CHECK(io, c->bcd <= 1 && c->gate <= 1);
+}
+
+int kvm_vm_arch_io(struct state_io *io, struct kvm_vm_arch_state *s)
+{
+	if (io->loading)
+		memset(s, 0, sizeof(*s));
+	pic_io(io, "pic_master", &s->pic_master.chip.pic);
+	pic_io(io, "pic_slave", &s->pic_slave.chip.pic);
+	ioapic_io(io, &s->ioapic.chip.ioapic);
+	for (int i = 0; i < 3; i++)
+		pit_channel_io(io, i, &s->pit.channels[i]);
+	STATE_FIELD(io, "pit.flags", (uint32_t *)&s->pit.flags);
+	STATE_CHECK(io, (s->pit.flags & ~(uint32_t)(KVM_PIT_FLAGS_HPET_LEGACY |
+	                                            KVM_PIT_FLAGS_SPEAKER_DATA_ON)) == 0);
+	STATE_FIELD(io, "clock", (uint64_t *)&s->clock.clock);
+	return state_io_result(io);
 }
