@@ -25,10 +25,19 @@
 #define PAGE_ENC_ZSTD   2u
 #define PAGE_ENC_DELTA  3u /* reserved */
 
+#define PAGE_SAVE_THREADS_MAX 8
+
 struct page_writer {
 	struct stream *s;
 	void *cctx; /* ZSTD_CCtx, NULL: raw only */
 	int level;
+	/*
+	 * Compressing threads for pages_save_nonzero (1: all on the caller's thread). Set by
+	 * page_writer_init from HV_SAVE_THREADS or the online CPUs (at most
+	 * PAGE_SAVE_THREADS_MAX); a caller may change it before saving. Any value writes the
+	 * same bytes.
+	 */
+	int threads;
 	uint32_t count;
 	uint64_t entry[PAGE_BATCH_MAX];
 	uint8_t *data; /* page bodies of the pending batch */
@@ -52,6 +61,8 @@ int page_flush(struct page_writer *w, struct hv_error *err);
 /*
  * pages_save_nonzero - queue every page of @m that is not all-zero (holes in the memfds
  * are skipped without being read, so an untouched 4 GiB guest costs nothing) and flush.
+ * With @w->threads > 1 and compression on, worker threads find and compress the pages
+ * while the caller's thread writes them in guest order: the bytes are those of one thread.
  */
 int pages_save_nonzero(struct page_writer *w, struct guest_mem *m, struct hv_error *err);
 
