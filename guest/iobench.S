@@ -11,21 +11,12 @@
  * isa-debug-exit,iobase=0xf4`), where port 0x80 is QEMU's dummy POST port.
  */
 
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#include "rt/pvh_note.h"
 #define IOBENCH_PORT 0x80
 #define DEBUG_EXIT_PORT 0xf4
 #define SI_CMDLINE 24 /* offsetof(struct hvm_start_info, cmdline_paddr) */
 
-	.pushsection .note.Xen, "a", @note
-	.balign 4
-	.long 4				/* namesz: "Xen\0" */
-	.long 4				/* descsz */
-	.long XEN_ELFNOTE_PHYS32_ENTRY
-	.asciz "Xen"
-	.balign 4
-	.long pvh_entry
-	.balign 4
-	.popsection
+	PVH_NOTE(pvh_entry)
 
 	.section .text.entry, "ax"
 	.code32

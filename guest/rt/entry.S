@@ -10,19 +10,10 @@
  * image.
  */
 
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#include "pvh_note.h"
 #define STACK_SIZE (64 * 1024)
 
-	.pushsection .note.Xen, "a", @note
-	.balign 4
-	.long 4				/* namesz: "Xen\0" */
-	.long 4				/* descsz */
-	.long XEN_ELFNOTE_PHYS32_ENTRY
-	.asciz "Xen"
-	.balign 4
-	.long pvh_entry
-	.balign 4
-	.popsection
+	PVH_NOTE(pvh_entry)
 
 	.section .text.entry, "ax"
 	.code32
