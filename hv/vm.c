@@ -6,6 +6,13 @@
  * the VM to VM_PAUSED; so a pause asked for by the VMM (vm_pause) and one the backend
  * asks for itself at a deterministic stop point (vm_request_pause) end the same way.
  * Kicks are sent with the lock dropped, so a backend's kick may take its own locks.
+ *
+ * Throttling needs no help from the backends beyond honouring vcpu_should_stop(): a timer
+ * thread sets each vCPU's throttle_req and kicks it, vcpu_run returns at an instruction
+ * boundary as for a pause, and the vCPU thread sleeps on vm->cond outside vcpu_run. It
+ * does not park, so the run state never changes, and since every pause request and
+ * shutdown broadcasts vm->cond, neither waits for a sleep to end. The cond runs on
+ * CLOCK_MONOTONIC so that a wall-clock step cannot stretch a sleep.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -19,7 +26,9 @@
 #include "hv/dev/uart.h"
 #include "hv/vm.h"
 
-#define VM_REKICK_NS 10000000L /* vm_pause re-kicks stragglers this often */
+#define VM_REKICK_NS         10000000L   /* vm_pause re-kicks stragglers this often */
+#define VM_THROTTLE_SLICE_NS 10000000ULL /* a throttled vCPU runs this long between sleeps */
+#define VM_THROTTLE_MAX      99
 
 const char *vm_state_name(enum vm_state s)
 {
@@ -40,6 +49,21 @@ static void vm_kick_all(struct vm *vm)
 		vm->accel->vcpu_kick(&vm->vcpu[i]);
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* @ts := CLOCK_MONOTONIC time @ns, for pthread_cond_timedwait on vm->cond. */
+static void ts_at(struct timespec *ts, uint64_t ns)
+{
+	ts->tv_sec = (time_t)(ns / 1000000000ULL);
+	ts->tv_nsec = (long)(ns % 1000000000ULL);
+}
+
 /* Lock held. The last vCPU to park (or a waiter noticing) completes a requested pause. */
 static void vm_check_paused(struct vm *vm)
 {
@@ -47,6 +71,28 @@ static void vm_check_paused(struct vm *vm)
 		vm->state = VM_PAUSED;
 		pthread_cond_broadcast(&vm->cond);
 	}
+}
+
+/*
+ * Lock held. Sleep one throttle slice, or less: a pause or shutdown request, or the
+ * throttle going off, ends it at once. Nothing here touches the backend, so the sleep
+ * adds nothing to the guest's deterministic clock.
+ */
+static void vcpu_throttle_sleep(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	unsigned pct = atomic_load(&vm->throttle_pct);
+	uint64_t start = mono_ns(), end;
+	struct timespec ts;
+
+	if (!pct)
+		return;
+	end = start + VM_THROTTLE_SLICE_NS * pct / (100 - pct);
+	ts_at(&ts, end);
+	while (atomic_load(&vm->throttle_pct) && !vm->pause_req && vm->state != VM_SHUTDOWN &&
+	       mono_ns() < end)
+		pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+	atomic_fetch_add(&vm->throttle_slept_ns, mono_ns() - start);
 }
 
 static void *vcpu_thread(void *arg)
@@ -57,6 +103,8 @@ static void *vcpu_thread(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&vm->lock);
+		if (atomic_exchange(&v->throttle_req, false))
+			vcpu_throttle_sleep(v);
 		if (vm->pause_req && vm->state != VM_SHUTDOWN) {
 			v->parked = true;
 			vm->nparked++;
@@ -99,6 +147,8 @@ static void vm_uart_irq(void *opaque, int level)
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct accel_ops *accel,
               int console_out, int console_in, struct hv_error *err)
 {
+	pthread_condattr_t ca;
+
 	memset(vm, 0, sizeof(*vm));
 	vm->console_out = console_out;
 	vm->console_in = console_in;
@@ -107,7 +157,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct accel_ops
 	vm->accel = accel;
 	vm->state = VM_CREATED;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	vm->sync_ready = true;
 
 	if (cfg->nvcpus < 1 || cfg->nvcpus > VM_MAX_VCPUS) {
@@ -182,12 +235,7 @@ int vm_start(struct vm *vm, struct hv_error *err)
 
 static void deadline_in(struct timespec *ts, long ns)
 {
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_nsec += ns;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
+	ts_at(ts, mono_ns() + (uint64_t)ns);
 }
 
 /* Lock held on entry and exit. Wait until the requested pause completes or the VM ends. */
@@ -218,6 +266,7 @@ void vm_request_pause(struct vm *vm)
 	}
 	vm->pause_req = true;
 	atomic_store_explicit(&vm->stop_req, true, memory_order_release);
+	pthread_cond_broadcast(&vm->cond); /* a throttle sleep ends to park */
 	pthread_mutex_unlock(&vm->lock);
 	vm_kick_all(vm);
 }
@@ -230,6 +279,7 @@ int vm_pause(struct vm *vm, struct hv_error *err)
 	if (vm->state == VM_RUNNING) {
 		vm->pause_req = true;
 		atomic_store_explicit(&vm->stop_req, true, memory_order_release);
+		pthread_cond_broadcast(&vm->cond); /* a throttle sleep ends to park */
 		pthread_mutex_unlock(&vm->lock);
 		vm_kick_all(vm);
 		pthread_mutex_lock(&vm->lock);
@@ -343,6 +393,72 @@ void vm_shutdown(struct vm *vm, enum vm_exit_kind kind, int code, const char *fm
 	vm_kick_all(vm);
 }
 
+/*
+ * The throttle timer: every 10 ms * 100 / (100 - pct) it asks each vCPU for one sleep
+ * slice, so that a vCPU runs about 10 ms between sleeps. It only asks while the VM runs
+ * and no pause is pending; it waits on vm->cond, so set_throttle and destroy reach it,
+ * and idles without a timeout while the throttle is off or the VM has shut down.
+ */
+static void *vm_throttle_thread(void *arg)
+{
+	struct vm *vm = arg;
+	uint64_t next = 0; /* the next request; 0 while the throttle is off */
+
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->throttle_quit) {
+		unsigned pct = atomic_load(&vm->throttle_pct);
+		uint64_t now = mono_ns(), period;
+		struct timespec ts;
+
+		if (!pct || vm->state == VM_SHUTDOWN) {
+			next = 0;
+			pthread_cond_wait(&vm->cond, &vm->lock);
+			continue;
+		}
+		if (!next)
+			next = now + VM_THROTTLE_SLICE_NS; /* a first slice of running */
+		if (now < next) {
+			ts_at(&ts, next);
+			pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+			continue;
+		}
+		period = VM_THROTTLE_SLICE_NS * 100 / (100 - pct);
+		next += period;
+		if (next <= now) /* late (a long stall): no burst of catch-up requests */
+			next = now + period;
+		if (vm->state != VM_RUNNING || vm->pause_req)
+			continue; /* created or paused: keep time, ask nothing */
+		for (unsigned i = 0; i < vm->nvcpus_ready; i++)
+			atomic_store(&vm->vcpu[i].throttle_req, true);
+		pthread_mutex_unlock(&vm->lock);
+		vm_kick_all(vm);
+		pthread_mutex_lock(&vm->lock);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return NULL;
+}
+
+void vm_set_throttle(struct vm *vm, unsigned pct)
+{
+	if (pct > VM_THROTTLE_MAX)
+		pct = VM_THROTTLE_MAX;
+	pthread_mutex_lock(&vm->lock);
+	if (pct && !vm->throttle_started) {
+		if (pthread_create(&vm->throttle_thread, NULL, vm_throttle_thread, vm) == 0)
+			vm->throttle_started = true;
+		else
+			pct = 0; /* nothing would ask for slices: say so through vm_throttle() */
+	}
+	atomic_store(&vm->throttle_pct, pct);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+unsigned vm_throttle(const struct vm *vm)
+{
+	return atomic_load(&vm->throttle_pct);
+}
+
 int vm_wait(struct vm *vm)
 {
 	int rc;
@@ -400,6 +516,15 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm->sync_ready)
 		return;
+	if (vm->throttle_started) {
+		/* First: its kicks must not reach vCPUs that are being finalised. */
+		pthread_mutex_lock(&vm->lock);
+		vm->throttle_quit = true;
+		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
+		pthread_join(vm->throttle_thread, NULL);
+		vm->throttle_started = false;
+	}
 	if (vm->threads_started) {
 		vm_shutdown(vm, VM_EXIT_REQUESTED, 0, "VM destroyed");
 		for (unsigned i = 0; i < vm->nvcpus; i++)

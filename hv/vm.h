@@ -5,10 +5,11 @@
  * vm_pause() stops every vCPU at an instruction boundary and returns only when all of
  * them have stopped, so a caller that gets 0 back may read and write all guest state.
  *
- * Each vCPU thread loops: park while a pause is requested, then call accel->vcpu_run().
- * Stopping a vCPU therefore means: set vm->stop_req (pause or shutdown), then kick it.
+ * Each vCPU thread loops: sleep out a throttle slice if one was asked for, park while a
+ * pause is requested, then call accel->vcpu_run(). Stopping a vCPU therefore means: set
+ * vm->stop_req (pause or shutdown) or its own throttle_req, then kick it.
  * The contract for backends:
- *  - vcpu_run checks vm_should_stop() on entry and whenever it sees a kick, and returns
+ *  - vcpu_run checks vcpu_should_stop() on entry and whenever it sees a kick, and returns
  *    0 at an instruction boundary when it is true (kicks may arrive before vcpu_run is
  *    entered; vm_pause re-kicks every 10 ms until all vCPUs have parked, so a lost kick
  *    only costs latency);
@@ -71,6 +72,7 @@ struct vcpu {
 	void *accel;		/* backend-private */
 	bool parked;		/* under vm->lock: stopped at an instruction boundary */
 	bool thread_started;	/* vm_start() created this vCPU's thread */
+	_Atomic bool throttle_req; /* the throttle wants it out of vcpu_run for a sleep */
 };
 
 struct uart;
@@ -105,6 +107,13 @@ struct vm {
 	bool sync_ready;	/* lock and cond initialised */
 	bool accel_ready;	/* accel->vm_init succeeded */
 	unsigned nvcpus_ready;	/* vCPUs for which accel->vcpu_init succeeded */
+
+	/* Throttling (vm_set_throttle). pct is written under lock, read without it. */
+	_Atomic unsigned throttle_pct;	/* 0 = off */
+	_Atomic uint64_t throttle_slept_ns; /* all vCPUs' throttle sleeps, in total */
+	pthread_t throttle_thread;
+	bool throttle_started;	/* throttle_thread exists (until vm_destroy) */
+	bool throttle_quit;	/* under lock: vm_destroy tells throttle_thread to end */
 
 	struct uart *uart;
 	struct debug_exit *dbgexit;
@@ -157,6 +166,28 @@ void vm_shutdown(struct vm *vm, enum vm_exit_kind kind, int code, const char *fm
 void vm_request_pause(struct vm *vm);
 
 /*
+ * vm_set_throttle - slow every vCPU down for live migration's auto-converge: while @pct
+ * (0..99, larger is taken as 99; 0 turns it off) is non-zero, each vCPU repeatedly runs
+ * for about 10 ms and then sleeps 10 ms * pct / (100 - pct), so it sleeps about pct% of
+ * wall time (the scheme of QEMU's cpu-throttle). Callable from any thread between
+ * vm_create and vm_destroy, in any run state; a new percentage applies from the next
+ * slice, and 0 also ends the slices being slept.
+ *
+ * A throttled VM stays VM_RUNNING: sleeping is not a run-state change and sends no
+ * event. vm_pause, vm_request_pause (deterministic stops) and vm_shutdown cut a sleep
+ * short rather than wait for it. A sleep is not guest time in deterministic mode, so a
+ * run to instruction N ends in the same state with the throttle on or off; otherwise the
+ * guest's clocks run on while it sleeps, as on a host that deschedules it. Counted in
+ * vm->throttle_slept_ns (nanoseconds, all vCPUs together). The first non-zero
+ * percentage starts a timer thread that lives until vm_destroy; if it cannot be
+ * created the throttle stays off and vm_throttle() reads 0.
+ */
+void vm_set_throttle(struct vm *vm, unsigned pct);
+
+/* vm_throttle - the throttle percentage in force (0 = off). Any thread, no lock. */
+unsigned vm_throttle(const struct vm *vm);
+
+/*
  * vm_wait - block until the VM has shut down and every vCPU thread has left vcpu_run.
  * Returns the exit status for `hv run`: the guest's byte for VM_EXIT_GUEST, exit_code for
  * VM_EXIT_REQUESTED (the requester chooses, e.g. 128 + signal), VM_STATUS_CRASH otherwise.
@@ -168,6 +199,14 @@ int vm_wait(struct vm *vm);
 static inline bool vm_should_stop(struct vm *vm)
 {
 	return atomic_load_explicit(&vm->stop_req, memory_order_acquire);
+}
+
+/* vcpu_should_stop - for backends: vm_should_stop(), or the throttle wants @v to sleep a
+ * slice. What vcpu_run checks on entry and on every kick. */
+static inline bool vcpu_should_stop(struct vcpu *v)
+{
+	return vm_should_stop(v->vm) ||
+	       atomic_load_explicit(&v->throttle_req, memory_order_acquire);
 }
 
 /*

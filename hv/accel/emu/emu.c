@@ -262,7 +262,7 @@ static int service(struct emu_cpu *c, const struct run_ctl *r)
 		int v;
 
 		sync_epoch(c);
-		if ((a & EMU_ATTN_KICK) && (!c->vm || vm_should_stop(c->vm)))
+		if ((a & EMU_ATTN_KICK) && (!c->vcpu || vcpu_should_stop(c->vcpu)))
 			return EMU_EXIT_KICK;
 		apic_merge_remote(c);
 		now = emu_now(c);
@@ -542,7 +542,7 @@ static int emu_vcpu_run(struct vcpu *v, struct hv_error *err)
 	struct emu_cpu *c = v->accel;
 	struct run_ctl r = {.end = UINT64_MAX, .stop_rip = ~0ULL};
 
-	if (emu_sys(c)->shutdown || vm_should_stop(v->vm))
+	if (emu_sys(c)->shutdown || vcpu_should_stop(v))
 		return 0;
 	set_active(c, 1);
 	run(c, &r);

@@ -8,7 +8,7 @@
  * The one idea: a kick is a SIGUSR1 sent to the thread inside vcpu_run(), and the empty-
  * looking handler sets that thread's kvm_run->immediate_exit. A signal that arrives while
  * the guest runs makes KVM_RUN return -EINTR; one that arrives between our last
- * vm_should_stop() check and KVM_RUN sets immediate_exit, so KVM_RUN returns -EINTR at
+ * vcpu_should_stop() check and KVM_RUN sets immediate_exit, so KVM_RUN returns -EINTR at
  * once instead of entering the guest. Either way the loop sees the stop request. A kick
  * is only sent while the thread is known to be inside vcpu_run (kick_lock), so it never
  * reaches a thread that has gone.
@@ -560,7 +560,7 @@ static int kvm_vcpu_run(struct vcpu *v, struct hv_error *err)
 	pthread_mutex_unlock(&kc->kick_lock);
 	halt_timer_start(kc);
 
-	while (!vm_should_stop(v->vm)) {
+	while (!vcpu_should_stop(v)) {
 		int r, e;
 
 		atomic_fetch_add(&kc->runs_in, 1);
@@ -570,7 +570,7 @@ static int kvm_vcpu_run(struct vcpu *v, struct hv_error *err)
 		run->immediate_exit = 0;
 		kc->need_complete = false; /* any return means a pending I/O was completed */
 		if (r < 0) {
-			if (e == EINTR && !vm_should_stop(v->vm))
+			if (e == EINTR && !vcpu_should_stop(v))
 				halt_check(v);
 			if (e == EINTR || e == EAGAIN)
 				continue;
