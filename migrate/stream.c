@@ -41,6 +41,15 @@ const char *stream_record_name(uint32_t type)
 	case REC_PAGE_DATA: return "PAGE_DATA";
 	case REC_CHECKPOINT: return "CHECKPOINT";
 	case REC_SOURCE_INFO: return "SOURCE_INFO";
+	case REC_MIG_HELLO: return "MIG_HELLO";
+	case REC_MIG_CHANNEL: return "MIG_CHANNEL";
+	case REC_MIG_ACCEPT: return "MIG_ACCEPT";
+	case REC_MIG_SWITCHOVER: return "MIG_SWITCHOVER";
+	case REC_MIG_READY: return "MIG_READY";
+	case REC_MIG_GO: return "MIG_GO";
+	case REC_MIG_RUNNING: return "MIG_RUNNING";
+	case REC_MIG_ERROR: return "MIG_ERROR";
+	case REC_MIG_ROUND: return "MIG_ROUND";
 	}
 	snprintf(buf, sizeof(buf), "type 0x%08x", type);
 	return buf;
@@ -50,6 +59,8 @@ static int write_all(struct stream *s, const void *p, size_t n, struct hv_error 
 {
 	const uint8_t *b = p;
 
+	if (s->io)
+		return s->io->write(s->io_ctx, p, n, err);
 	while (n) {
 		ssize_t w = write(s->fd, b, n);
 		if (w < 0 && errno == EINTR)
@@ -89,12 +100,10 @@ static int out(struct stream *s, const void *p, size_t n, struct hv_error *err)
 	return 0;
 }
 
-int stream_open_write(struct stream *s, int fd, const char *name, struct hv_error *err)
+static int open_write(struct stream *s, const char *name, struct hv_error *err)
 {
 	uint8_t h[STREAM_HDR_SIZE];
 
-	memset(s, 0, sizeof(*s));
-	s->fd = fd;
 	s->name = name;
 	s->writing = true;
 	s->buf = malloc(WBUF_SIZE);
@@ -107,6 +116,23 @@ int stream_open_write(struct stream *s, int fd, const char *name, struct hv_erro
 	put32(h + 16, 4096);
 	put32(h + 20, crc32c(0, h, 20));
 	return out(s, h, sizeof(h), err);
+}
+
+int stream_open_write(struct stream *s, int fd, const char *name, struct hv_error *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	return open_write(s, name, err);
+}
+
+int stream_open_write_io(struct stream *s, const struct stream_io *io, void *ctx,
+                         const char *name, struct hv_error *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->io = io;
+	s->io_ctx = ctx;
+	return open_write(s, name, err);
 }
 
 int stream_write_record(struct stream *s, uint32_t type, const void *const *parts,
@@ -155,6 +181,12 @@ static int read_all(struct stream *s, void *p, size_t n, bool *eof, struct hv_er
 	uint8_t *b = p;
 
 	*eof = false;
+	if (s->io) {
+		if (s->io->read(s->io_ctx, p, n, eof, err) < 0)
+			return -1;
+		s->off += n;
+		return 0;
+	}
 	while (n) {
 		ssize_t r = read(s->fd, b, n);
 		if (r < 0 && errno == EINTR)
@@ -173,13 +205,11 @@ static int read_all(struct stream *s, void *p, size_t n, bool *eof, struct hv_er
 	return 0;
 }
 
-int stream_open_read(struct stream *s, int fd, const char *name, struct hv_error *err)
+static int open_read(struct stream *s, const char *name, struct hv_error *err)
 {
 	uint8_t h[STREAM_HDR_SIZE];
 	bool eof;
 
-	memset(s, 0, sizeof(*s));
-	s->fd = fd;
 	s->name = name;
 	if (read_all(s, h, sizeof(h), &eof, err) < 0)
 		return eof ? hv_fail(err, EINVAL, "%s: header at offset 0: truncated (%llu bytes)",
@@ -210,6 +240,23 @@ int stream_open_read(struct stream *s, int fd, const char *name, struct hv_error
 		return hv_fail(err, EINVAL, "%s: header at offset 16: page size %u, expected 4096",
 		               name, get32(h + 16));
 	return 0;
+}
+
+int stream_open_read(struct stream *s, int fd, const char *name, struct hv_error *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	return open_read(s, name, err);
+}
+
+int stream_open_read_io(struct stream *s, const struct stream_io *io, void *ctx,
+                        const char *name, struct hv_error *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->io = io;
+	s->io_ctx = ctx;
+	return open_read(s, name, err);
 }
 
 int stream_read(struct stream *s, struct record *rec, struct hv_error *err)

@@ -40,11 +40,34 @@ enum stream_rec {
 	REC_DEVICE = 3,
 	REC_PAGE_DATA = 4,
 	REC_CHECKPOINT = 5,
+	/* Live migration (migrate/mig_proto.h); never in files. */
+	REC_MIG_HELLO = 16,
+	REC_MIG_CHANNEL = 17,
+	REC_MIG_ACCEPT = 18,
+	REC_MIG_SWITCHOVER = 19,
+	REC_MIG_READY = 20,
+	REC_MIG_GO = 21,
+	REC_MIG_RUNNING = 22,
+	REC_MIG_ERROR = 23,
+	REC_MIG_ROUND = REC_OPTIONAL | 16, /* progress, for the destination's display */
 	REC_SOURCE_INFO = REC_OPTIONAL | 1, /* who wrote the stream; informational */
 };
 
+/*
+ * Where a stream's bytes go when it is not a plain fd (a migration channel: TLS,
+ * io_uring). write: all @n bytes or -1 with @err. read: exactly @n bytes; or -1
+ * with *@eof set when the input ended first (the stream reports a truncated record);
+ * or -1 with @err on an error.
+ */
+struct stream_io {
+	int (*write)(void *ctx, const void *p, size_t n, struct hv_error *err);
+	int (*read)(void *ctx, void *p, size_t n, bool *eof, struct hv_error *err);
+};
+
 struct stream {
-	int fd; /* not owned */
+	int fd; /* not owned; -1 when @io carries the bytes */
+	const struct stream_io *io; /* NULL: read(2)/write(2) on @fd */
+	void *io_ctx;
 	bool writing;
 	uint64_t off;     /* stream offset of the next byte to read or write */
 	const char *name; /* file or peer, for messages (not owned) */
@@ -76,6 +99,12 @@ int stream_open_write(struct stream *s, int fd, const char *name, struct hv_erro
  */
 int stream_write_record(struct stream *s, uint32_t type, const void *const *parts,
                         const size_t *lens, int n, struct hv_error *err);
+
+/* stream_open_write_io, stream_open_read_io - as the fd versions, with bytes through @io. */
+int stream_open_write_io(struct stream *s, const struct stream_io *io, void *ctx,
+                         const char *name, struct hv_error *err);
+int stream_open_read_io(struct stream *s, const struct stream_io *io, void *ctx,
+                        const char *name, struct hv_error *err);
 
 /* stream_write_end - write END and flush everything to the fd (no fsync). */
 int stream_write_end(struct stream *s, struct hv_error *err);
