@@ -7,6 +7,7 @@
  * back into messages, so the UTF-8 fallback of the reply builder is exercised too.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,12 +52,42 @@ static enum control_class stub_quit(void *opaque, struct hv_error *err)
 	return CONTROL_OK;
 }
 
+/* Checks what cmd_migrate validated: a parameter out of range is a bug there. */
+static enum control_class stub_migrate(void *opaque, const struct mig_params *p, json_t *ret,
+                                       struct hv_error *err)
+{
+	if (!p->uri[0] || p->channels < 1 || p->channels > MIG_CHANNELS_MAX || p->zstd_level < 0 ||
+	    p->zstd_level > 19 || (p->tls && !p->tls_ca[0]))
+		abort();
+	json_object_set_new(ret, "uri", json_string(p->uri));
+	return CONTROL_OK;
+}
+
+static enum control_class stub_migrate_status(void *opaque, json_t *ret, struct hv_error *err)
+{
+	struct mig_stats st = {.phase = MIG_FAILED};
+
+	snprintf(st.error, sizeof(st.error), "peer said \xff\xfe");
+	control_mig_stats(ret, &st);
+	return CONTROL_OK;
+}
+
+static enum control_class stub_migrate_cancel(void *opaque, struct hv_error *err)
+{
+	hv_fail(err, 16, "the migration has switched over");
+	return CONTROL_INVALID_STATE;
+}
+
 static const struct control_ops ops = {
     .info = stub_info,
     .pause = stub_pause,
     .resume = stub_resume,
     .save = stub_save,
     .quit = stub_quit,
+    .migrate = stub_migrate,
+    .migrate_status = stub_migrate_status,
+    .migrate_cancel = stub_migrate_cancel,
+    .migrate_continue = stub_migrate_cancel,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

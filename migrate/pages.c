@@ -92,23 +92,32 @@ void page_writer_free(struct page_writer *w)
 	w->data = NULL;
 }
 
-int page_flush(struct page_writer *w, struct hv_error *err)
+int page_batch_write(struct stream *s, uint32_t gen, const uint64_t *entry, uint32_t count,
+                     const void *data, size_t dlen, struct hv_error *err)
 {
 	uint8_t hdr[8], ent[PAGE_BATCH_MAX * 8];
-	const void *parts[3] = {hdr, ent, w->data};
-	size_t lens[3] = {8, (size_t)w->count * 8, w->dlen};
+	const void *parts[3] = {hdr, ent, data};
+	size_t lens[3] = {8, (size_t)count * 8, dlen};
 
-	if (!w->count)
-		return 0;
-	put32(hdr, w->count);
-	put32(hdr + 4, 0);
-	for (uint32_t i = 0; i < w->count; i++) {
-		put32(ent + 8 * i, (uint32_t)w->entry[i]);
-		put32(ent + 8 * i + 4, (uint32_t)(w->entry[i] >> 32));
+	put32(hdr, count);
+	put32(hdr + 4, gen);
+	for (uint32_t i = 0; i < count; i++) {
+		put32(ent + 8 * i, (uint32_t)entry[i]);
+		put32(ent + 8 * i + 4, (uint32_t)(entry[i] >> 32));
 	}
+	return stream_write_record(s, REC_PAGE_DATA, parts, lens, 3, err);
+}
+
+int page_flush(struct page_writer *w, struct hv_error *err)
+{
+	uint32_t count = w->count;
+	size_t dlen = w->dlen;
+
+	if (!count)
+		return 0;
 	w->count = 0;
 	w->dlen = 0;
-	return stream_write_record(w->s, REC_PAGE_DATA, parts, lens, 3, err);
+	return page_batch_write(w->s, w->gen, w->entry, count, w->data, dlen, err);
 }
 
 static bool all_zero(const void *p)
@@ -144,6 +153,27 @@ static uint64_t encode(void *cctx, const void *page, uint8_t *dst, size_t *len)
 	memcpy(dst, page, PAGE);
 	*len = PAGE;
 	return PAGE_ENC_RAW;
+}
+
+_Static_assert(4 + ZBOUND <= PAGE_BODY_MAX, "PAGE_BODY_MAX too small");
+
+unsigned page_encode(void *cctx, const void *page, uint8_t *dst, size_t *len)
+{
+	if (all_zero(page)) {
+		*len = 0;
+		return PAGE_ENC_ZERO;
+	}
+	return (unsigned)encode(cctx, page, dst, len);
+}
+
+void *page_cctx_new(int level)
+{
+	return level ? new_cctx(level) : NULL;
+}
+
+void page_cctx_free(void *cctx)
+{
+	ZSTD_freeCCtx(cctx);
 }
 
 static int frame_too_large(uint64_t gfn, struct hv_error *err)
@@ -466,13 +496,73 @@ int pages_save_nonzero(struct page_writer *w, struct guest_mem *m, struct hv_err
 	return pages_save_nonzero_serial(w, m, err);
 }
 
+int page_gens_init(struct page_gens *g, const struct guest_mem *m, struct hv_error *err)
+{
+	g->npages = m->npages;
+	g->gen = calloc(m->npages ? m->npages : 1, sizeof(*g->gen));
+	if (!g->gen)
+		return hv_fail(err, ENOMEM, "out of memory for %llu page generations",
+		               (unsigned long long)m->npages);
+	for (int i = 0; i < PAGE_GEN_LOCKS; i++)
+		pthread_mutex_init(&g->lock[i], NULL);
+	return 0;
+}
+
+void page_gens_free(struct page_gens *g)
+{
+	if (!g->gen)
+		return;
+	for (int i = 0; i < PAGE_GEN_LOCKS; i++)
+		pthread_mutex_destroy(&g->lock[i]);
+	free(g->gen);
+	g->gen = NULL;
+}
+
+/*
+ * put_page - copy @src (NULL: zeros) to @dst if generation @gen is not older than the
+ * page's; under the page's stripe lock so that two channels never interleave on a page.
+ */
+static void put_page(struct page_gens *g, struct guest_mem *m, uint64_t gfn, uint32_t gen,
+                     uint8_t *dst, const void *src)
+{
+	struct mem_slot *sl;
+	uint64_t pn;
+	pthread_mutex_t *lk;
+
+	if (!g) {
+		if (src)
+			memcpy(dst, src, PAGE);
+		else
+			memset(dst, 0, PAGE);
+		return;
+	}
+	sl = mem_slot_find(m, gfn << 12);
+	pn = sl->first_page + ((gfn << 12) - sl->gpa) / PAGE;
+	lk = &g->lock[pn % PAGE_GEN_LOCKS];
+	pthread_mutex_lock(lk);
+	if (gen >= g->gen[pn]) {
+		g->gen[pn] = gen;
+		if (src)
+			memcpy(dst, src, PAGE);
+		else
+			memset(dst, 0, PAGE);
+	}
+	pthread_mutex_unlock(lk);
+}
+
 int pages_load(struct guest_mem *m, const struct record *rec, void *dctx, const char *name,
                struct hv_error *err)
+{
+	return pages_load_gen(m, rec, dctx, NULL, name, err);
+}
+
+int pages_load_gen(struct guest_mem *m, const struct record *rec, void *dctx,
+                   struct page_gens *gens, const char *name, struct hv_error *err)
 {
 	const uint8_t *b = rec->body;
 	unsigned long long off = (unsigned long long)rec->off;
 	uint8_t tmp[PAGE];
-	uint32_t count;
+	uint32_t count, gen;
 	size_t pos;
 
 	if (rec->len < 8)
@@ -486,11 +576,12 @@ int pages_load(struct guest_mem *m, const struct record *rec, void *dctx, const 
 		               "%s: record PAGE_DATA at offset %llu: count %u, must "
 		               "be 1..%d",
 		               name, off, count, PAGE_BATCH_MAX);
-	if (get32(b + 4))
+	gen = get32(b + 4);
+	if (gen && !gens)
 		return hv_fail(err, EINVAL,
-		               "%s: record PAGE_DATA at offset %llu: reserved field "
-		               "not zero",
-		               name, off);
+		               "%s: record PAGE_DATA at offset %llu: generation %u in a "
+		               "stream that is not a migration",
+		               name, off, gen);
 	if ((size_t)rec->len < 8 + (size_t)count * 8)
 		return hv_fail(err, EINVAL,
 		               "%s: record PAGE_DATA at offset %llu: %u entries do "
@@ -520,11 +611,11 @@ int pages_load(struct guest_mem *m, const struct record *rec, void *dctx, const 
 			mem_populate(sl, (gfn << 12) - sl->gpa);
 		}
 		switch (enc) {
-		case PAGE_ENC_ZERO: memset(dst, 0, PAGE); break;
+		case PAGE_ENC_ZERO: put_page(gens, m, gfn, gen, dst, NULL); break;
 		case PAGE_ENC_RAW:
 			if (rec->len - pos < PAGE)
 				goto short_body;
-			memcpy(dst, b + pos, PAGE);
+			put_page(gens, m, gfn, gen, dst, b + pos);
 			pos += PAGE;
 			break;
 		case PAGE_ENC_ZSTD: {
@@ -545,7 +636,7 @@ int pages_load(struct guest_mem *m, const struct record *rec, void *dctx, const 
 				               "page %u: zstd data does not decode to one page%s%s",
 				               name, off, i, ZSTD_isError(r) ? ": " : "",
 				               ZSTD_isError(r) ? ZSTD_getErrorName(r) : "");
-			memcpy(dst, tmp, PAGE);
+			put_page(gens, m, gfn, gen, dst, tmp);
 			pos += 4 + n;
 			break;
 		}

@@ -1,16 +1,22 @@
 /*
  * pages.h - guest memory in PAGE_DATA records: batches of pages, each zero, raw or zstd.
  *
- * A PAGE_DATA body is: u32 count (1..PAGE_BATCH_MAX), u32 reserved 0, count u64 entries
+ * A PAGE_DATA body is: u32 count (1..PAGE_BATCH_MAX), u32 generation, count u64 entries
  * (bits 0-51 the guest frame number, gpa >> 12; bits 52-59 zero; bits 60-63 the encoding),
  * then the pages' data in entry order: nothing for ZERO, 4096 bytes for RAW, u32 length +
  * a zstd frame that decodes to exactly 4096 bytes for ZSTD. DELTA is reserved (rejected
  * until a reader implements it). A loader checks every frame against guest RAM and every
  * length against the record before copying a byte.
+ *
+ * The generation is 0 in save files and checkpoints. A migration stream numbers its
+ * pre-copy rounds 1, 2, ...: batches of one round may travel on several channels and
+ * arrive in any order, and a page's version from a later round must never be overwritten
+ * by one from an earlier round; struct page_gens keeps the generation of every page.
  */
 #ifndef HV_MIGRATE_PAGES_H
 #define HV_MIGRATE_PAGES_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "hv/error.h"
@@ -39,6 +45,7 @@ struct page_writer {
 	 */
 	int threads;
 	uint32_t count;
+	uint32_t gen; /* generation written into each batch (0 for files) */
 	uint64_t entry[PAGE_BATCH_MAX];
 	uint8_t *data; /* page bodies of the pending batch */
 	size_t dlen, dcap;
@@ -73,5 +80,43 @@ int pages_save_nonzero(struct page_writer *w, struct guest_mem *m, struct hv_err
  */
 int pages_load(struct guest_mem *m, const struct record *rec, void *dctx, const char *name,
                struct hv_error *err);
+
+#define PAGE_GEN_LOCKS 256
+
+/* The generation of every page of a VM, for a receiver with several page channels. */
+struct page_gens {
+	uint32_t *gen; /* per VM-wide page number (hv/dirty.h) */
+	uint64_t npages;
+	pthread_mutex_t lock[PAGE_GEN_LOCKS]; /* striped by page number */
+};
+
+int page_gens_init(struct page_gens *g, const struct guest_mem *m, struct hv_error *err);
+void page_gens_free(struct page_gens *g);
+
+/*
+ * pages_load_gen - as pages_load, for a migration stream: a batch may carry any
+ * generation, and each page is applied only if its generation is at least the one
+ * already applied to it (checked and applied under the page's lock, so channel threads
+ * may call this concurrently on one guest). @gens NULL: generation 0 only, as pages_load.
+ */
+int pages_load_gen(struct guest_mem *m, const struct record *rec, void *dctx,
+                   struct page_gens *gens, const char *name, struct hv_error *err);
+
+/*
+ * page_encode - the body of one page for a PAGE_DATA batch: returns PAGE_ENC_ZERO (nothing
+ * written), PAGE_ENC_ZSTD or PAGE_ENC_RAW with *@len bytes written at @dst, which has room
+ * for PAGE_BODY_MAX bytes. @cctx (from page_cctx_new) NULL: never compressed.
+ */
+#define PAGE_BODY_MAX 4200
+unsigned page_encode(void *cctx, const void *page, uint8_t *dst, size_t *len);
+void *page_cctx_new(int level);
+void page_cctx_free(void *cctx);
+
+/*
+ * page_batch_write - write one PAGE_DATA record: @count entries (frame | encoding), with
+ * generation @gen, and @dlen bytes of bodies.
+ */
+int page_batch_write(struct stream *s, uint32_t gen, const uint64_t *entry, uint32_t count,
+                     const void *data, size_t dlen, struct hv_error *err);
 
 #endif

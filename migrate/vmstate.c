@@ -20,7 +20,7 @@
 #include "migrate/pages.h"
 #include "migrate/vmstate.h"
 
-struct loader;
+struct vmstate_loader;
 
 /*
  * A device with a DEVICE record. @optional: the record may be absent from a stream (one
@@ -34,20 +34,20 @@ struct vm_device {
 	uint32_t version;
 	bool optional;
 	bool (*present)(const struct vm *vm);
-	int (*state)(struct state_io *io, struct vm *vm, struct loader *l);
+	int (*state)(struct state_io *io, struct vm *vm, struct vmstate_loader *l);
 };
 
-static int dev_uart(struct state_io *io, struct vm *vm, struct loader *l)
+static int dev_uart(struct state_io *io, struct vm *vm, struct vmstate_loader *l)
 {
 	return uart_state(io, vm->uart);
 }
 
-static int dev_debug_exit(struct state_io *io, struct vm *vm, struct loader *l)
+static int dev_debug_exit(struct state_io *io, struct vm *vm, struct vmstate_loader *l)
 {
 	return debug_exit_state(io, vm->dbgexit);
 }
 
-static int dev_i8042(struct state_io *io, struct vm *vm, struct loader *l)
+static int dev_i8042(struct state_io *io, struct vm *vm, struct vmstate_loader *l)
 {
 	return i8042_state(io, vm->kbd);
 }
@@ -57,7 +57,7 @@ static bool on_kvm(const struct vm *vm)
 	return vm->accel == &accel_kvm;
 }
 
-static int dev_kvm_vm(struct state_io *io, struct vm *vm, struct loader *l);
+static int dev_kvm_vm(struct state_io *io, struct vm *vm, struct vmstate_loader *l);
 
 static const struct vm_device devices[] = {
     {"uart0", UART_STATE_VERSION, false, NULL, dev_uart},
@@ -157,34 +157,12 @@ static int save_config(struct stream *s, struct vm *vm, struct hv_error *err)
 	return put_body(s, REC_VM_CONFIG, &io, err);
 }
 
-int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_error *err)
+/* save_devices - VCPU records from @st (the paused VM's vCPU state), then DEVICE records. */
+static int save_devices(struct stream *s, struct vm *vm, struct x86_state *st,
+                        struct hv_error *err)
 {
-	struct x86_state *st = calloc(vm->nvcpus, sizeof(*st));
-	struct page_writer pw;
 	struct state_io io;
 	char what[32];
-	int rc = -1;
-
-	if (!st)
-		return hv_fail(err, ENOMEM, "out of memory");
-	/* All vCPU state first: fails (before anything is written) if the VM is running. */
-	for (unsigned i = 0; i < vm->nvcpus; i++)
-		if (vm_get_state(vm, i, &st[i], err) < 0)
-			goto out;
-	if (save_config(s, vm, err) < 0)
-		goto out;
-	state_io_save_init(&io, "SOURCE_INFO", err);
-	STATE_STR(&io, "writer", "hv libmigrate", 14);
-	if (put_body(s, REC_SOURCE_INFO, &io, err) < 0)
-		goto out;
-
-	if (page_writer_init(&pw, s, zstd_level, err) < 0)
-		goto out;
-	rc = pages_save_nonzero(&pw, &vm->mem, err);
-	page_writer_free(&pw);
-	if (rc < 0)
-		goto out;
-	rc = -1;
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		uint32_t id = i, ver = X86_STATE_VERSION;
@@ -194,7 +172,7 @@ int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_erro
 		STATE_FIELD(&io, "version", &ver);
 		x86_state_io(&io, &st[i]);
 		if (put_body(s, REC_VCPU, &io, err) < 0)
-			goto out;
+			return -1;
 	}
 	for (size_t i = 0; i < NDEVICES; i++) {
 		uint32_t ver = devices[i].version;
@@ -205,8 +183,67 @@ int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_erro
 		STATE_FIELD(&io, "version", &ver);
 		devices[i].state(&io, vm, NULL);
 		if (put_body(s, REC_DEVICE, &io, err) < 0)
-			goto out;
+			return -1;
 	}
+	return 0;
+}
+
+/* get_states - every vCPU's state; fails (before anything is written) if the VM runs. */
+static struct x86_state *get_states(struct vm *vm, struct hv_error *err)
+{
+	struct x86_state *st = calloc(vm->nvcpus, sizeof(*st));
+
+	if (!st) {
+		hv_fail(err, ENOMEM, "out of memory");
+		return NULL;
+	}
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vm_get_state(vm, i, &st[i], err) < 0) {
+			free(st);
+			return NULL;
+		}
+	return st;
+}
+
+int vmstate_save_config(struct stream *s, struct vm *vm, struct hv_error *err)
+{
+	struct state_io io;
+
+	if (save_config(s, vm, err) < 0)
+		return -1;
+	state_io_save_init(&io, "SOURCE_INFO", err);
+	STATE_STR(&io, "writer", "hv libmigrate", 14);
+	return put_body(s, REC_SOURCE_INFO, &io, err);
+}
+
+int vmstate_save_devices(struct stream *s, struct vm *vm, struct hv_error *err)
+{
+	struct x86_state *st = get_states(vm, err);
+	int rc;
+
+	if (!st)
+		return -1;
+	rc = save_devices(s, vm, st, err);
+	free(st);
+	return rc;
+}
+
+int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_error *err)
+{
+	struct x86_state *st = get_states(vm, err);
+	struct page_writer pw;
+	int rc = -1;
+
+	if (!st)
+		return -1;
+	if (vmstate_save_config(s, vm, err) < 0)
+		goto out;
+	if (page_writer_init(&pw, s, zstd_level, err) < 0)
+		goto out;
+	rc = pages_save_nonzero(&pw, &vm->mem, err);
+	page_writer_free(&pw);
+	if (rc < 0 || (rc = save_devices(s, vm, st, err)) < 0)
+		goto out;
 	rc = stream_write_end(s, err);
 out:
 	free(st);
@@ -215,9 +252,10 @@ out:
 
 /* ---- load ---- */
 
-struct loader {
-	struct stream *s;
+struct vmstate_loader {
+	const char *name; /* the stream's, for messages */
 	struct vm *vm;
+	int console_out, console_in;
 	bool created;
 	bool vcpu_seen[VM_MAX_VCPUS];
 	bool dev_seen[NDEVICES];
@@ -227,14 +265,14 @@ struct loader {
 	char what[160]; /* "FILE: record VCPU at offset N" */
 };
 
-static const char *rec_what(struct loader *l, const struct record *r)
+static const char *rec_what(struct vmstate_loader *l, const struct record *r)
 {
-	snprintf(l->what, sizeof(l->what), "%s: record %s at offset %llu", l->s->name,
+	snprintf(l->what, sizeof(l->what), "%s: record %s at offset %llu", l->name,
 	         stream_record_name(r->type), (unsigned long long)r->off);
 	return l->what;
 }
 
-static int load_config(struct loader *l, const struct record *r, int out, int in,
+static int load_config(struct vmstate_loader *l, const struct record *r, int out, int in,
                        struct hv_error *err)
 {
 	struct config *c = calloc(1, sizeof(*c));
@@ -287,7 +325,7 @@ out:
 	return rc;
 }
 
-static int load_vcpu(struct loader *l, const struct record *r, struct hv_error *err)
+static int load_vcpu(struct vmstate_loader *l, const struct record *r, struct hv_error *err)
 {
 	struct state_io io;
 	uint32_t id = 0, ver = 0;
@@ -310,7 +348,7 @@ static int load_vcpu(struct loader *l, const struct record *r, struct hv_error *
 	return 0;
 }
 
-static int load_device(struct loader *l, const struct record *r, struct hv_error *err)
+static int load_device(struct vmstate_loader *l, const struct record *r, struct hv_error *err)
 {
 	struct state_io io;
 	char name[32];
@@ -339,7 +377,7 @@ static int load_device(struct loader *l, const struct record *r, struct hv_error
 }
 
 /* kvm-vm: saving reads the paused VM's KVM state; loading keeps it for load_end. */
-static int dev_kvm_vm(struct state_io *io, struct vm *vm, struct loader *l)
+static int dev_kvm_vm(struct state_io *io, struct vm *vm, struct vmstate_loader *l)
 {
 	struct kvm_vm_arch_state *s;
 
@@ -358,7 +396,7 @@ static int dev_kvm_vm(struct state_io *io, struct vm *vm, struct loader *l)
 	return kvm_vm_arch_io(io, l->kvm_arch);
 }
 
-static int load_checkpoint(struct loader *l, const struct record *r, struct hv_error *err)
+static int load_checkpoint(struct vmstate_loader *l, const struct record *r, struct hv_error *err)
 {
 	struct state_io io;
 	uint64_t seq = 0;
@@ -370,7 +408,7 @@ static int load_checkpoint(struct loader *l, const struct record *r, struct hv_e
 	return state_io_result(&io);
 }
 
-static int load_end(struct loader *l, const struct record *r, struct hv_error *err)
+static int load_end(struct vmstate_loader *l, const struct record *r, struct hv_error *err)
 {
 	rec_what(l, r);
 	for (unsigned i = 0; i < l->vm->nvcpus; i++)
@@ -389,71 +427,90 @@ static int load_end(struct loader *l, const struct record *r, struct hv_error *e
 	return 0;
 }
 
+struct vmstate_loader *vmstate_loader_new(struct vm *vm, const char *name, int console_out,
+                                          int console_in, struct hv_error *err)
+{
+	struct vmstate_loader *l = calloc(1, sizeof(*l));
+
+	memset(vm, 0, sizeof(*vm)); /* vm_destroy() is then safe whatever happens */
+	if (l) {
+		l->name = name;
+		l->vm = vm;
+		l->console_out = console_out;
+		l->console_in = console_in;
+		l->dctx = ZSTD_createDCtx();
+		l->st = calloc(1, sizeof(*l->st));
+	}
+	if (!l || !l->dctx || !l->st) {
+		vmstate_loader_free(l);
+		hv_fail(err, ENOMEM, "%s: out of memory", name);
+		return NULL;
+	}
+	return l;
+}
+
+bool vmstate_loader_created(const struct vmstate_loader *l)
+{
+	return l->created;
+}
+
+int vmstate_loader_feed(struct vmstate_loader *l, const struct record *r, struct hv_error *err)
+{
+	if (!l->created) {
+		if (r->type == REC_VM_CONFIG)
+			return load_config(l, r, l->console_out, l->console_in, err);
+		if ((r->type & REC_OPTIONAL) && r->type != REC_END)
+			return 0;
+		return hv_fail(err, EINVAL, "%s: expected VM_CONFIG first", rec_what(l, r));
+	}
+	switch (r->type) {
+	case REC_END: return load_end(l, r, err) < 0 ? -1 : 1;
+	case REC_VM_CONFIG:
+		return hv_fail(err, EINVAL, "%s: VM_CONFIG appears twice", rec_what(l, r));
+	case REC_VCPU: return load_vcpu(l, r, err);
+	case REC_DEVICE: return load_device(l, r, err);
+	case REC_PAGE_DATA: return pages_load(&l->vm->mem, r, l->dctx, l->name, err);
+	case REC_CHECKPOINT: return load_checkpoint(l, r, err);
+	default:
+		if (r->type & REC_OPTIONAL)
+			return 0; /* optional: a reader may skip what it does not know */
+		return hv_fail(err, EINVAL, "%s: unknown mandatory record (newer writer?)",
+		               rec_what(l, r));
+	}
+}
+
+void vmstate_loader_free(struct vmstate_loader *l)
+{
+	if (!l)
+		return;
+	ZSTD_freeDCtx(l->dctx);
+	free(l->st);
+	free(l->kvm_arch);
+	free(l);
+}
+
 int vmstate_load(struct stream *s, struct vm *vm, int console_out, int console_in,
                  struct hv_error *err)
 {
-	struct loader l = {.s = s, .vm = vm};
+	struct vmstate_loader *l = vmstate_loader_new(vm, s->name, console_out, console_in, err);
 	struct record r;
-	int rc = -1, got;
+	int rc = -1;
 
-	l.dctx = ZSTD_createDCtx();
-	l.st = calloc(1, sizeof(*l.st));
-	if (!l.dctx || !l.st) {
-		hv_fail(err, ENOMEM, "%s: out of memory", s->name);
-		goto out;
-	}
+	if (!l)
+		return -1;
 	for (;;) {
-		if ((got = stream_read(s, &r, err)) < 0)
-			goto out;
-		if (!l.created) {
-			if (r.type == REC_VM_CONFIG) {
-				if (load_config(&l, &r, console_out, console_in, err) < 0)
-					goto out;
-				continue;
-			}
-			if ((r.type & REC_OPTIONAL) && got)
-				continue;
-			hv_fail(err, EINVAL, "%s: expected VM_CONFIG first", rec_what(&l, &r));
-			goto out;
-		}
-		switch (r.type) {
-		case REC_END:
-			if (load_end(&l, &r, err) < 0)
-				goto out;
+		int got = stream_read(s, &r, err);
+		if (got >= 0)
+			got = vmstate_loader_feed(l, &r, err);
+		if (got < 0)
+			break;
+		if (got == 1) {
 			rc = 0;
-			goto out;
-		case REC_VM_CONFIG:
-			hv_fail(err, EINVAL, "%s: VM_CONFIG appears twice", rec_what(&l, &r));
-			goto out;
-		case REC_VCPU:
-			if (load_vcpu(&l, &r, err) < 0)
-				goto out;
 			break;
-		case REC_DEVICE:
-			if (load_device(&l, &r, err) < 0)
-				goto out;
-			break;
-		case REC_PAGE_DATA:
-			if (pages_load(&vm->mem, &r, l.dctx, s->name, err) < 0)
-				goto out;
-			break;
-		case REC_CHECKPOINT:
-			if (load_checkpoint(&l, &r, err) < 0)
-				goto out;
-			break;
-		default:
-			if (r.type & REC_OPTIONAL)
-				break; /* optional: a reader may skip what it does not know */
-			hv_fail(err, EINVAL, "%s: unknown mandatory record (newer writer?)",
-			        rec_what(&l, &r));
-			goto out;
 		}
 	}
-out:
-	if (rc < 0 && l.created)
+	if (rc < 0 && l->created)
 		vm_destroy(vm);
-	ZSTD_freeDCtx(l.dctx);
-	free(l.st);
-	free(l.kvm_arch);
+	vmstate_loader_free(l);
 	return rc;
 }

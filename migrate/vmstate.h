@@ -31,4 +31,27 @@ int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_erro
 int vmstate_load(struct stream *s, struct vm *vm, int console_out, int console_in,
                  struct hv_error *err);
 
+/*
+ * The pieces, for a migration stream, which sends them apart:
+ * vmstate_save_config - VM_CONFIG and SOURCE_INFO.
+ * vmstate_save_devices - a VCPU record per vCPU, then a DEVICE record per device; the VM
+ * must be paused.
+ */
+int vmstate_save_config(struct stream *s, struct vm *vm, struct hv_error *err);
+int vmstate_save_devices(struct stream *s, struct vm *vm, struct hv_error *err);
+
+/*
+ * A loader fed one record at a time (vmstate_load is a loop around it). new: clears @vm,
+ * NULL when out of memory. feed: 0 for a record applied, 1 once END completed the VM
+ * (every vCPU and device loaded), -1 with @err. The loader never destroys @vm: after a
+ * failure the caller does, if vmstate_loader_created() says a VM was created. @name
+ * (the stream's, for messages) must outlive the loader.
+ */
+struct vmstate_loader;
+struct vmstate_loader *vmstate_loader_new(struct vm *vm, const char *name, int console_out,
+                                          int console_in, struct hv_error *err);
+int vmstate_loader_feed(struct vmstate_loader *l, const struct record *r, struct hv_error *err);
+bool vmstate_loader_created(const struct vmstate_loader *l);
+void vmstate_loader_free(struct vmstate_loader *l);
+
 #endif

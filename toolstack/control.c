@@ -24,6 +24,7 @@
 
 #include <ev.h>
 
+#include "migrate/migration.h"
 #include "migrate/savefile.h"
 #include "toolstack/control.h"
 #include "toolstack/control_proto.h"
@@ -67,6 +68,13 @@ struct control {
 	struct client *clients;
 	unsigned nclients;
 	struct control_ops ops;
+	/* Live migration: at most one at a time; MIGRATION event lines queued by the
+	 * migration thread (under mig_lock) and broadcast by the loop (mig_w). */
+	struct migration *mig;
+	pthread_mutex_t mig_lock;
+	char **mig_events;
+	size_t nmig_events;
+	ev_async mig_w;
 };
 
 /* ---- clients ---- */
@@ -291,6 +299,13 @@ static enum control_class vm_info(void *opaque, json_t *ret, struct hv_error *er
 	json_object_set_new(ret, "pid", json_integer(getpid()));
 	json_object_set_new(ret, "uptime", json_real(seconds_since(&ctl->t0)));
 	json_object_set_new(ret, "exit", exit_info ? exit_info : json_null());
+	/* Where a paused deterministic VM stands: tests compare against a run to that count. */
+	if (vm->cfg.deterministic && st == VM_PAUSED) {
+		struct x86_state *xs = malloc(sizeof(*xs));
+		if (xs && vm_get_state(vm, 0, xs, NULL) == 0)
+			json_object_set_new(ret, "icount", json_integer((json_int_t)xs->icount));
+		free(xs);
+	}
 	return CONTROL_OK;
 }
 
@@ -306,7 +321,17 @@ static enum control_class vm_do_pause(void *opaque, struct hv_error *err)
 static enum control_class vm_do_resume(void *opaque, struct hv_error *err)
 {
 	struct control *ctl = opaque;
-	int rc = vm_resume(ctl->vm, err);
+	struct mig_stats st = {.phase = MIG_NONE};
+	int rc;
+
+	/* The switchover paused the VM; resuming it now would change what is being sent. */
+	if (ctl->mig)
+		migration_stats(ctl->mig, &st);
+	if (st.phase == MIG_SWITCHOVER || st.phase == MIG_COMMITTED) {
+		hv_fail(err, EBUSY, "the VM is paused for a migration's switchover");
+		return CONTROL_INVALID_STATE;
+	}
+	rc = vm_resume(ctl->vm, err);
 
 	sync_state(ctl);
 	return rc < 0 ? CONTROL_INVALID_STATE : CONTROL_OK;
@@ -358,6 +383,127 @@ static enum control_class vm_do_save(void *opaque, const char *file, bool keep_r
 	sync_state(ctl);
 	json_object_set_new(ret, "state", json_string(state_name(vm_state_now(vm))));
 	return rc < 0 ? CONTROL_FAILED : CONTROL_OK;
+}
+
+/* ---- live migration ---- */
+
+/* On the migration thread: queue the event, wake the loop. */
+static void mig_progress(void *opaque, const struct mig_stats *st)
+{
+	struct control *ctl = opaque;
+	json_t *data = json_object();
+	char *line, **q;
+
+	if (!data)
+		return;
+	control_mig_stats(data, st);
+	line = control_event("MIGRATION", data);
+	if (!line)
+		return;
+	pthread_mutex_lock(&ctl->mig_lock);
+	q = realloc(ctl->mig_events, (ctl->nmig_events + 1) * sizeof(*q));
+	if (q) {
+		ctl->mig_events = q;
+		q[ctl->nmig_events++] = line;
+		line = NULL;
+	}
+	pthread_mutex_unlock(&ctl->mig_lock);
+	free(line);
+	ev_async_send(ctl->loop, &ctl->mig_w);
+}
+
+/* On the loop thread: broadcast queued MIGRATION events, in order. */
+static void mig_flush_events(struct control *ctl)
+{
+	char **q;
+	size_t n;
+
+	pthread_mutex_lock(&ctl->mig_lock);
+	q = ctl->mig_events;
+	n = ctl->nmig_events;
+	ctl->mig_events = NULL;
+	ctl->nmig_events = 0;
+	pthread_mutex_unlock(&ctl->mig_lock);
+	for (size_t i = 0; i < n; i++) {
+		broadcast(ctl, q[i]);
+		free(q[i]);
+	}
+	free(q);
+}
+
+static void mig_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct control *ctl = w->data;
+
+	mig_flush_events(ctl);
+	sync_state(ctl);
+	reap(ctl);
+}
+
+static bool mig_active(struct control *ctl)
+{
+	struct mig_stats st;
+
+	if (!ctl->mig)
+		return false;
+	migration_stats(ctl->mig, &st);
+	return !mig_phase_final(st.phase);
+}
+
+static enum control_class vm_do_migrate(void *opaque, const struct mig_params *p, json_t *ret,
+                                        struct hv_error *err)
+{
+	struct control *ctl = opaque;
+	enum vm_state st = vm_state_now(ctl->vm);
+
+	if (mig_active(ctl)) {
+		hv_fail(err, EBUSY, "a migration is already in progress");
+		return CONTROL_INVALID_STATE;
+	}
+	if (st != VM_RUNNING && st != VM_PAUSED) {
+		hv_fail(err, EINVAL, "cannot migrate a VM that is %s", state_name(st));
+		return CONTROL_INVALID_STATE;
+	}
+	migration_free(ctl->mig); /* the last one, finished */
+	ctl->mig = migration_start(ctl->vm, p, mig_progress, ctl, err);
+	if (!ctl->mig)
+		return CONTROL_FAILED;
+	json_object_set_new(ret, "uri", json_string(p->uri));
+	return CONTROL_OK;
+}
+
+static enum control_class vm_do_migrate_status(void *opaque, json_t *ret, struct hv_error *err)
+{
+	struct control *ctl = opaque;
+	struct mig_stats st = {.phase = MIG_NONE};
+
+	if (ctl->mig)
+		migration_stats(ctl->mig, &st);
+	control_mig_stats(ret, &st);
+	return CONTROL_OK;
+}
+
+static enum control_class vm_do_migrate_cancel(void *opaque, struct hv_error *err)
+{
+	struct control *ctl = opaque;
+
+	if (!ctl->mig) {
+		hv_fail(err, EINVAL, "no migration is in progress");
+		return CONTROL_INVALID_STATE;
+	}
+	return migration_cancel(ctl->mig, err) < 0 ? CONTROL_INVALID_STATE : CONTROL_OK;
+}
+
+static enum control_class vm_do_migrate_continue(void *opaque, struct hv_error *err)
+{
+	struct control *ctl = opaque;
+
+	if (!mig_active(ctl)) {
+		hv_fail(err, EINVAL, "no migration is in progress");
+		return CONTROL_INVALID_STATE;
+	}
+	migration_release(ctl->mig);
+	return CONTROL_OK;
 }
 
 /* ---- the loop ---- */
@@ -514,6 +660,7 @@ static void *loop_main(void *arg)
 	struct control *ctl = arg;
 
 	ev_run(ctl->loop, 0);
+	mig_flush_events(ctl);
 	sync_state(ctl);
 	flush_all(ctl);
 	return NULL;
@@ -610,7 +757,12 @@ struct control *control_start(struct vm *vm, const char *path, struct hv_error *
 	                                .pause = vm_do_pause,
 	                                .resume = vm_do_resume,
 	                                .save = vm_do_save,
-	                                .quit = vm_do_quit};
+	                                .quit = vm_do_quit,
+	                                .migrate = vm_do_migrate,
+	                                .migrate_status = vm_do_migrate_status,
+	                                .migrate_cancel = vm_do_migrate_cancel,
+	                                .migrate_continue = vm_do_migrate_continue};
+	pthread_mutex_init(&ctl->mig_lock, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &ctl->t0);
 	ctl->announced = vm_state_now(vm);
 	if (listen_on(ctl, path, err) < 0)
@@ -623,10 +775,12 @@ struct control *control_start(struct vm *vm, const char *path, struct hv_error *
 	ev_io_init(&ctl->accept_w, accept_cb, ctl->lfd, EV_READ);
 	ev_async_init(&ctl->stop_w, stop_cb);
 	ev_async_init(&ctl->state_w, state_cb);
-	ctl->accept_w.data = ctl->stop_w.data = ctl->state_w.data = ctl;
+	ev_async_init(&ctl->mig_w, mig_cb);
+	ctl->accept_w.data = ctl->stop_w.data = ctl->state_w.data = ctl->mig_w.data = ctl;
 	ev_io_start(ctl->loop, &ctl->accept_w);
 	ev_async_start(ctl->loop, &ctl->stop_w);
 	ev_async_start(ctl->loop, &ctl->state_w);
+	ev_async_start(ctl->loop, &ctl->mig_w);
 	e = pthread_create(&ctl->watch_thread, NULL, watch_main, ctl);
 	if (e) {
 		hv_fail(err, e, "%s: cannot create thread: %s", path, strerror(e));
@@ -649,6 +803,13 @@ void control_stop(struct control *ctl)
 {
 	if (!ctl)
 		return;
+	/* A migration still running (hv was told to quit): cancel it, then wait for its
+	 * thread, whose last event the loop still broadcasts. */
+	if (ctl->mig) {
+		migration_cancel(ctl->mig, NULL);
+		migration_free(ctl->mig);
+		ctl->mig = NULL;
+	}
 	if (ctl->loop_started) {
 		ev_async_send(ctl->loop, &ctl->stop_w);
 		pthread_join(ctl->loop_thread, NULL);
@@ -669,5 +830,9 @@ void control_stop(struct control *ctl)
 	if (ctl->lfd >= 0)
 		close(ctl->lfd);
 	unlink_ours(ctl);
+	for (size_t i = 0; i < ctl->nmig_events; i++)
+		free(ctl->mig_events[i]);
+	free(ctl->mig_events);
+	pthread_mutex_destroy(&ctl->mig_lock);
 	free(ctl);
 }

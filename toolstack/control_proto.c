@@ -146,12 +146,184 @@ static enum control_class cmd_save(const struct control_ops *ops, json_t *args, 
 	return ops->save(ops->opaque, path, keep && json_is_true(keep), ret, err);
 }
 
+static enum control_class cmd_migrate_status(const struct control_ops *ops, json_t *args,
+                                             json_t *ret, struct hv_error *err)
+{
+	return ops->migrate_status(ops->opaque, ret, err);
+}
+
+static enum control_class cmd_migrate_cancel(const struct control_ops *ops, json_t *args,
+                                             json_t *ret, struct hv_error *err)
+{
+	return ops->migrate_cancel(ops->opaque, err);
+}
+
+static enum control_class cmd_migrate_continue(const struct control_ops *ops, json_t *args,
+                                               json_t *ret, struct hv_error *err)
+{
+	return ops->migrate_continue(ops->opaque, err);
+}
+
+/* A string argument of 1..@cap-1 bytes without NUL into @buf; absent: left alone. */
+static bool arg_str(json_t *args, const char *name, char *buf, size_t cap, struct hv_error *err)
+{
+	json_t *v = json_object_get(args, name);
+	const char *s;
+
+	if (!v)
+		return true;
+	s = json_string_value(v);
+	if (!s || !*s || strlen(s) != json_string_length(v) || strlen(s) >= cap) {
+		hv_fail(err, EINVAL, "migrate: '%s' must be a string of 1 to %zu bytes", name,
+		        cap - 1);
+		return false;
+	}
+	memcpy(buf, s, strlen(s) + 1);
+	return true;
+}
+
+/* A non-negative integer argument not above @max; absent: left alone. */
+static bool arg_uint(json_t *args, const char *name, uint64_t max, uint64_t *out,
+                     struct hv_error *err)
+{
+	json_t *v = json_object_get(args, name);
+
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max) {
+		hv_fail(err, EINVAL, "migrate: '%s' must be an integer from 0 to %llu", name,
+		        (unsigned long long)max);
+		return false;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+static enum control_class cmd_migrate(const struct control_ops *ops, json_t *args, json_t *ret,
+                                      struct hv_error *err)
+{
+	struct mig_params p;
+	uint64_t v;
+	json_t *hold = json_object_get(args, "switchover-hold");
+	char s[32] = "";
+
+	mig_params_default(&p);
+	if (!json_object_get(args, "uri")) {
+		hv_fail(err, EINVAL, "migrate: missing argument 'uri'");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	if (!arg_str(args, "uri", p.uri, sizeof(p.uri), err) ||
+	    !arg_str(args, "tls-cert", p.tls_cert, sizeof(p.tls_cert), err) ||
+	    !arg_str(args, "tls-key", p.tls_key, sizeof(p.tls_key), err) ||
+	    !arg_str(args, "tls-ca", p.tls_ca, sizeof(p.tls_ca), err) ||
+	    !arg_str(args, "tls-hostname", p.tls_hostname, sizeof(p.tls_hostname), err))
+		return CONTROL_INVALID_ARGUMENT;
+	p.tls = p.tls_cert[0] || p.tls_key[0] || p.tls_ca[0];
+	if (p.tls && !(p.tls_cert[0] && p.tls_key[0] && p.tls_ca[0])) {
+		hv_fail(err, EINVAL, "migrate: TLS needs all of 'tls-cert', 'tls-key' and 'tls-ca'");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	if (p.tls_hostname[0] && !p.tls) {
+		hv_fail(err, EINVAL, "migrate: 'tls-hostname' without TLS");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	if (!arg_uint(args, "downtime-ms", 3600000, &p.downtime_ms, err) ||
+	    !arg_uint(args, "bandwidth", UINT64_MAX >> 2, &p.bandwidth, err) ||
+	    !arg_uint(args, "max-bytes", UINT64_MAX >> 2, &p.max_bytes, err))
+		return CONTROL_INVALID_ARGUMENT;
+	v = p.channels;
+	if (!arg_uint(args, "channels", MIG_CHANNELS_MAX, &v, err))
+		return CONTROL_INVALID_ARGUMENT;
+	if (v < 1) {
+		hv_fail(err, EINVAL, "migrate: 'channels' must be 1 to %d", MIG_CHANNELS_MAX);
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	p.channels = (unsigned)v;
+	v = p.max_rounds;
+	if (!arg_uint(args, "max-rounds", 100000, &v, err))
+		return CONTROL_INVALID_ARGUMENT;
+	p.max_rounds = (unsigned)v;
+	v = 0;
+	if (!arg_uint(args, "timeout", 86400 * 7, &v, err))
+		return CONTROL_INVALID_ARGUMENT;
+	p.timeout_ms = v * 1000;
+	v = 1;
+	if (!arg_uint(args, "zstd-level", 19, &v, err))
+		return CONTROL_INVALID_ARGUMENT;
+	if (!arg_str(args, "compress", s, sizeof(s), err))
+		return CONTROL_INVALID_ARGUMENT;
+	if (!s[0] || !strcmp(s, "zstd")) {
+		p.zstd_level = v ? (int)v : 1;
+	} else if (!strcmp(s, "none")) {
+		p.zstd_level = 0;
+	} else {
+		hv_fail(err, EINVAL, "migrate: 'compress' must be \"zstd\" or \"none\"");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	s[0] = '\0';
+	if (!arg_str(args, "on-stall", s, sizeof(s), err))
+		return CONTROL_INVALID_ARGUMENT;
+	if (!s[0] || !strcmp(s, "abort")) {
+		p.on_stall = MIG_STALL_ABORT;
+	} else if (!strcmp(s, "throttle")) {
+		p.on_stall = MIG_STALL_THROTTLE;
+	} else if (!strcmp(s, "raise-downtime")) {
+		p.on_stall = MIG_STALL_RAISE_DOWNTIME;
+	} else {
+		hv_fail(err, EINVAL,
+		        "migrate: 'on-stall' must be \"abort\", \"throttle\" or \"raise-downtime\"");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	if (hold && !json_is_boolean(hold)) {
+		hv_fail(err, EINVAL, "migrate: 'switchover-hold' must be true or false");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	p.switchover_hold = hold && json_is_true(hold);
+	return ops->migrate(ops->opaque, &p, ret, err);
+}
+
+void control_mig_stats(json_t *o, const struct mig_stats *st)
+{
+	json_object_set_new(o, "phase", json_string(mig_phase_name(st->phase)));
+	json_object_set_new(o, "round", json_integer(st->round));
+	json_object_set_new(o, "ram_bytes", json_integer((json_int_t)st->ram_bytes));
+	json_object_set_new(o, "remaining_bytes", json_integer((json_int_t)st->remaining_bytes));
+	json_object_set_new(o, "dirty_rate", json_integer((json_int_t)st->dirty_rate));
+	json_object_set_new(o, "bandwidth", json_integer((json_int_t)st->bandwidth));
+	json_object_set_new(o, "est_downtime_ms", json_integer((json_int_t)st->est_downtime_ms));
+	json_object_set_new(o, "downtime_limit_ms",
+	                    json_integer((json_int_t)st->downtime_limit_ms));
+	json_object_set_new(o, "throttle_pct", json_integer(st->throttle_pct));
+	json_object_set_new(o, "bytes_wire", json_integer((json_int_t)st->bytes_wire));
+	json_object_set_new(o, "pages_sent", json_integer((json_int_t)st->pages_sent));
+	json_object_set_new(o, "pages_zero", json_integer((json_int_t)st->pages_zero));
+	json_object_set_new(o, "pages_zstd", json_integer((json_int_t)st->pages_zstd));
+	json_object_set_new(o, "pages_raw", json_integer((json_int_t)st->pages_raw));
+	json_object_set_new(o, "total_ms", json_integer((json_int_t)st->total_ms));
+	json_object_set_new(o, "setup_ms", json_integer((json_int_t)st->setup_ms));
+	json_object_set_new(o, "precopy_ms", json_integer((json_int_t)st->precopy_ms));
+	json_object_set_new(o, "downtime_ms", json_integer((json_int_t)st->downtime_ms));
+	json_object_set_new(o, "throughput_mbps", json_real(st->throughput_mbps));
+	json_object_set_new(o, "cpu_seconds", json_real(st->cpu_seconds));
+	json_object_set_new(o, "tls", st->tls_version[0] ? json_string(st->tls_version) : json_null());
+	json_object_set_new(o, "error", st->error[0] ? safe_string(st->error) : json_null());
+}
+
 static const char *const no_args[] = {NULL};
+static const char *const migrate_args[] = {
+    "uri",       "tls-cert",   "tls-key",    "tls-ca",    "tls-hostname",    "downtime-ms",
+    "bandwidth", "compress",   "zstd-level", "channels",  "max-rounds",      "max-bytes",
+    "on-stall",  "timeout",    "switchover-hold", NULL};
 static const char *const save_args[] = {"file", "keep-running", NULL};
 
 static const struct command commands[] = {
     {"info", no_args, cmd_info},   {"pause", no_args, cmd_pause}, {"resume", no_args, cmd_resume},
     {"save", save_args, cmd_save}, {"quit", no_args, cmd_quit},
+    {"migrate", migrate_args, cmd_migrate},
+    {"migrate-status", no_args, cmd_migrate_status},
+    {"migrate-cancel", no_args, cmd_migrate_cancel},
+    {"migrate-continue", no_args, cmd_migrate_continue},
 };
 
 static const struct command *command_find(const char *name)

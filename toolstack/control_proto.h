@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "hv/error.h"
+#include "migrate/migration.h"
 
 /* Version of the wire protocol, announced in the greeting. */
 #define CONTROL_PROTOCOL_VERSION 1
@@ -54,7 +55,21 @@ struct control_ops {
 	enum control_class (*save)(void *opaque, const char *file, bool keep_running, json_t *ret,
 	                           struct hv_error *err);
 	enum control_class (*quit)(void *opaque, struct hv_error *err);
+	/* Start a migration per @p (checked); progress comes as MIGRATION events. */
+	enum control_class (*migrate)(void *opaque, const struct mig_params *p, json_t *ret,
+	                              struct hv_error *err);
+	/* The current (or last) migration's statistics into @ret (control_mig_stats). */
+	enum control_class (*migrate_status)(void *opaque, json_t *ret, struct hv_error *err);
+	enum control_class (*migrate_cancel)(void *opaque, struct hv_error *err);
+	/* Release a migration started with switchover-hold. */
+	enum control_class (*migrate_continue)(void *opaque, struct hv_error *err);
 };
+
+/*
+ * control_mig_stats - @st as the members of a MIGRATION event and of migrate-status's
+ * reply (docs/control-protocol.md), added to @obj.
+ */
+void control_mig_stats(json_t *obj, const struct mig_stats *st);
 
 /*
  * control_handle_line - answer one request. @line holds @len bytes without the newline,

@@ -22,13 +22,14 @@
 
 #include <jansson.h>
 
+#include "toolstack/ctlconn.h"
+
 #ifndef HV_VERSION
 #define HV_VERSION "0.1.0"
 #endif
 
 #define EXIT_FAIL  1
 #define EXIT_USAGE 2
-#define MAX_REPLY  (1 << 20) /* longest line accepted from hv */
 #define CLOSE_WAIT 10000     /* ms to wait for hv to hang up after quit/save */
 
 static const char usage[] =
@@ -43,6 +44,10 @@ static const char usage[] =
     "  save FILE [--keep-running]  write the VM's state to FILE, then stop the VM\n"
     "                              (exit status 0), or keep it running\n"
     "  quit                        stop the VM; hv exits with status 0\n"
+    "  migrate-status              the current or last migration's statistics\n"
+    "  migrate-cancel              cancel a migration before its switchover\n"
+    "  migrate-continue            let a --switchover-hold migration switch over\n"
+    "                              (start migrations with hvmigrate(1))\n"
     "\n"
     "Options:\n"
     "  --json      print hv's raw JSON reply instead of text\n"
@@ -64,74 +69,6 @@ static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fm
 	va_end(ap);
 	fputc('\n', stderr);
 	return status;
-}
-
-struct conn {
-	int fd;
-	char *buf;
-	size_t len, cap;
-};
-
-/* Read one line (without its newline) into a malloc'd string; NULL at EOF or on error,
- * with errno 0 for a clean EOF. @timeout_ms < 0 waits forever. */
-static char *conn_line(struct conn *c, int timeout_ms)
-{
-	for (;;) {
-		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
-		struct pollfd p = {.fd = c->fd, .events = POLLIN};
-		ssize_t n;
-
-		if (nl) {
-			size_t l = (size_t)(nl - c->buf);
-			char *line = strndup(c->buf, l);
-			memmove(c->buf, nl + 1, c->len - l - 1);
-			c->len -= l + 1;
-			return line;
-		}
-		if (c->len == c->cap) {
-			if (c->cap >= MAX_REPLY) {
-				errno = EMSGSIZE;
-				return NULL;
-			}
-			c->cap = c->cap ? c->cap * 2 : 4096;
-			c->buf = realloc(c->buf, c->cap);
-			if (!c->buf)
-				return NULL;
-		}
-		n = poll(&p, 1, timeout_ms);
-		if (n == 0) {
-			errno = ETIMEDOUT;
-			return NULL;
-		}
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return NULL;
-		}
-		n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = 0;
-			return NULL;
-		}
-		c->len += (size_t)n;
-	}
-}
-
-static int conn_open(struct conn *c, const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return fail(EXIT_USAGE, "%s: socket path longer than %zu bytes", path,
-		            sizeof(sa.sun_path) - 1);
-	memcpy(sa.sun_path, path, strlen(path));
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return fail(EXIT_FAIL, "%s: %s", path, strerror(errno));
-	return 0;
 }
 
 static void print_size(const char *label, json_int_t b)
@@ -164,6 +101,19 @@ static void print_info(json_t *r)
 		       json_string_value(json_object_get(ex, "reason")) ?: "");
 }
 
+static void print_migration(json_t *r)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(r, k, v)
+	{
+		char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
+		printf("%-18s %s\n", k, t ? t : "?");
+		free(t);
+	}
+}
+
 static void print_save(json_t *r)
 {
 	const char *state = json_string_value(json_object_get(r, "state")) ?: "?";
@@ -175,84 +125,51 @@ static void print_save(json_t *r)
 	       strcmp(state, "shutdown") ? state : "stopped");
 }
 
-/* The request for @cmd; @file made absolute, since hv may run in another directory. */
-static json_t *build_request(const char *cmd, const char *file, bool keep)
+/* The arguments for @cmd; @file made absolute, since hv may run in another directory. */
+static json_t *build_args(const char *cmd, const char *file, bool keep)
 {
 	char cwd[PATH_MAX], abs[PATH_MAX * 2];
 
 	if (strcmp(cmd, "save"))
-		return json_pack("{s:i, s:s}", "id", 1, "execute", cmd);
+		return NULL;
 	if (file[0] != '/') {
 		if (!getcwd(cwd, sizeof(cwd)))
 			return NULL;
 		snprintf(abs, sizeof(abs), "%s/%s", cwd, file);
 		file = abs;
 	}
-	return json_pack("{s:i, s:s, s:{s:s, s:b}}", "id", 1, "execute", cmd, "arguments", "file",
-	                 file, "keep-running", keep);
+	return json_pack("{s:s, s:b}", "file", file, "keep-running", keep);
 }
 
 /* Talk to hv: greeting, request, reply. Returns the exit status. */
 static int run(const char *cmd, const char *file, bool keep, bool raw)
 {
-	struct conn c = {.fd = -1};
-	json_t *req, *msg = NULL, *err;
-	char *text = NULL, *line;
+	struct hv_error e = {0};
+	struct ctlconn c;
+	json_t *args, *msg, *err;
 	bool ends_vm;
 	int rc;
 
-	if ((rc = conn_open(&c, sock_path)))
-		return rc;
-	line = conn_line(&c, -1);
-	msg = line ? json_loads(line, 0, NULL) : NULL;
-	if (!json_is_object(json_object_get(msg, "hv"))) {
-		rc = fail(EXIT_FAIL, "%s: %s", sock_path,
-		          line ? "not an hv control socket (bad greeting)"
-		               : (errno ? strerror(errno) : "hv closed the connection"));
-		goto out;
+	if (ctlconn_open(&c, sock_path, &e) < 0) {
+		ctlconn_close(&c);
+		return fail(e.code == ENAMETOOLONG ? EXIT_USAGE : EXIT_FAIL, "%s", e.msg);
 	}
-	json_decref(msg);
-	free(line);
-	req = build_request(cmd, file, keep);
-	text = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
-	if (!text) {
-		rc =
-		    fail(EXIT_FAIL, "%s: cannot build the request: %s", sock_path, strerror(errno));
-		goto out_nomsg;
+	args = build_args(cmd, file, keep);
+	if (!strcmp(cmd, "save") && !args) {
+		ctlconn_close(&c);
+		return fail(EXIT_FAIL, "%s: cannot build the request: %s", sock_path, strerror(errno));
 	}
-	if (send(c.fd, text, strlen(text), MSG_NOSIGNAL) < 0 ||
-	    send(c.fd, "\n", 1, MSG_NOSIGNAL) < 0) {
-		rc = fail(EXIT_FAIL, "%s: %s", sock_path, strerror(errno));
-		goto out_nomsg;
-	}
-	/* Skip events until our reply. */
-	for (;;) {
-		line = conn_line(&c, -1);
-		if (!line) {
-			rc = fail(EXIT_FAIL, "%s: %s: %s", sock_path, cmd,
-			          errno ? strerror(errno)
-			                : "hv closed the connection without a reply");
-			goto out_nomsg;
-		}
-		msg = json_loads(line, 0, NULL);
-		if (json_is_object(msg) && json_integer_value(json_object_get(msg, "id")) == 1 &&
-		    (json_object_get(msg, "return") || json_object_get(msg, "error")))
-			break;
-		if (json_is_object(msg) && json_object_get(msg, "error") &&
-		    !json_object_get(msg, "id")) {
-			rc = fail(EXIT_FAIL, "%s: %s", sock_path,
-			          json_string_value(
-			              json_object_get(json_object_get(msg, "error"), "desc"))
-			              ?: line);
-			goto out;
-		}
-		json_decref(msg);
-		free(line);
+	msg = ctlconn_call(&c, 1, cmd, args, &e);
+	json_decref(args);
+	if (!msg) {
+		ctlconn_close(&c);
+		return fail(EXIT_FAIL, "%s", e.msg);
 	}
 	err = json_object_get(msg, "error");
-	if (raw)
-		puts(line);
+	if (raw) {
+		json_dumpf(msg, stdout, JSON_COMPACT);
+		putchar('\n');
+	}
 	if (err) {
 		rc = fail(EXIT_FAIL, "%s: %s", cmd,
 		          json_string_value(json_object_get(err, "desc")) ?: "failed");
@@ -262,23 +179,20 @@ static int run(const char *cmd, const char *file, bool keep, bool raw)
 		print_info(json_object_get(msg, "return"));
 	else if (!raw && !strcmp(cmd, "save"))
 		print_save(json_object_get(msg, "return"));
+	else if (!raw && !strcmp(cmd, "migrate-status"))
+		print_migration(json_object_get(msg, "return"));
 	fflush(stdout);
 	rc = 0;
 	ends_vm = !strcmp(cmd, "quit") || (!strcmp(cmd, "save") && !keep);
 	while (ends_vm) { /* hv hangs up once the VM has stopped */
-		char *more = conn_line(&c, CLOSE_WAIT);
+		char *more = ctlconn_line(&c, CLOSE_WAIT);
 		if (!more)
 			break;
 		free(more);
 	}
 out:
 	json_decref(msg);
-	free(line);
-out_nomsg:
-	free(text);
-	free(c.buf);
-	if (c.fd >= 0)
-		close(c.fd);
+	ctlconn_close(&c);
 	return rc;
 }
 
@@ -322,7 +236,8 @@ int main(int argc, char **argv)
 		if (!*file)
 			return fail(EXIT_USAGE, "save: FILE must not be empty");
 	} else if (!strcmp(cmd, "info") || !strcmp(cmd, "pause") || !strcmp(cmd, "resume") ||
-	           !strcmp(cmd, "quit")) {
+	           !strcmp(cmd, "quit") || !strcmp(cmd, "migrate-status") ||
+	           !strcmp(cmd, "migrate-cancel") || !strcmp(cmd, "migrate-continue")) {
 		if (npos != 2)
 			return fail(EXIT_USAGE, "%s: unexpected argument '%s'", cmd,
 			            argv[optind + 2]);
