@@ -23,6 +23,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define READY_TIMEOUT_MS   30000 /* the destination loads state and answers */
 #define RUNNING_TIMEOUT_MS 10000
+#define RESET_WAIT_MS      200 /* for a reset after the destination hung up */
 #define HOLD_SLEEP_MS      20
 #define THROTTLE_FIRST     20 /* QEMU's cpu-throttle-initial */
 #define THROTTLE_STEP      10 /* QEMU's cpu-throttle-increment */
@@ -54,7 +55,8 @@ struct migration {
 	struct page_sender ps;
 	uint64_t *bitmap;
 	uint64_t t0_ns, pause_ns, rtt_ns;
-	double page_rate; /* pages/s the last timed round achieved */
+	double page_rate;       /* pages/s the last timed round achieved */
+	unsigned rounds_at_max; /* rounds the stall policy spent at its last step */
 	bool paused_by_us;
 };
 
@@ -147,6 +149,18 @@ static void abort_chans_locked(struct migration *m)
 		chan_abort(m->pch[i].c);
 }
 
+/* HV_MIGRATE_TRACE=1: the switchover's steps with their times, on stderr. */
+static void trace(struct migration *m, const char *what)
+{
+	static int on = -1;
+
+	if (on < 0)
+		on = getenv("HV_MIGRATE_TRACE") != NULL;
+	if (on)
+		fprintf(stderr, "hv: migration: %8.3f ms %s\n", (double)(now_ns() - m->t0_ns) / 1e6,
+		        what);
+}
+
 /* A fault injected at @point (fault.h): cut the connections, fail with a message. */
 static int fault_at(struct migration *m, const char *point, struct hv_error *err)
 {
@@ -203,9 +217,14 @@ static int connect_all(struct migration *m, struct hv_error *err)
 		struct mig_msg ch = {.type = REC_MIG_CHANNEL, .index = i};
 
 		memcpy(ch.id, msg.id, sizeof(ch.id));
+		t = now_ns();
 		c = chan_connect(&a, m->tls, CONNECT_TIMEOUT_MS, host, err);
 		if (!c)
 			return -1;
+		/* A connect is one round trip (TLS: a few, and some crypto): an upper bound. */
+		t = now_ns() - t;
+		if (!m->rtt_ns || t < m->rtt_ns)
+			m->rtt_ns = t;
 		pthread_mutex_init(&pc->lock, NULL);
 		pthread_mutex_lock(&m->lock);
 		pc->c = c;
@@ -216,15 +235,11 @@ static int connect_all(struct migration *m, struct hv_error *err)
 			return -1;
 	}
 	/* The destination answers once its VM exists and every channel is attached. */
-	t = now_ns();
 	if (stream_open_read_io(&m->in, &chan_stream_io, m->main, chan_peer(m->main), err) < 0)
 		return -1;
 	m->in_open = true;
 	chan_set_timeout(m->main, READY_TIMEOUT_MS);
-	if (mig_msg_expect(&m->in, REC_MIG_ACCEPT, &msg, err) < 0)
-		return -1;
-	m->rtt_ns = now_ns() - t;
-	return 0;
+	return mig_msg_expect(&m->in, REC_MIG_ACCEPT, &msg, err);
 }
 
 /* ---- pre-copy ---- */
@@ -242,7 +257,7 @@ static uint64_t estimate_ms(struct migration *m, uint64_t pages, double page_rat
 	return (uint64_t)ceil(ms + 2.0 * (double)m->rtt_ns / 1e6);
 }
 
-static int stall_action(struct migration *m, uint64_t *limit_ms, unsigned dirty_pages,
+static int stall_action(struct migration *m, uint64_t *limit_ms, uint64_t dirty_pages,
                         struct hv_error *err)
 {
 	unsigned t;
@@ -250,17 +265,28 @@ static int stall_action(struct migration *m, uint64_t *limit_ms, unsigned dirty_
 	switch (m->p.on_stall) {
 	case MIG_STALL_THROTTLE:
 		t = vm_throttle(m->vm);
-		if (t >= THROTTLE_MAX)
+		if (t >= THROTTLE_MAX) {
+			/* The last step gets a few rounds to show its effect. */
+			if (++m->rounds_at_max < STALL_ROUNDS)
+				return 0;
 			return hv_fail(err, ETIMEDOUT,
-			               "did not converge with the vCPUs throttled to %u%%", t);
+			               "did not converge with the vCPUs throttled to %u%%; the VM "
+			               "keeps running here",
+			               t);
+		}
 		t = t ? t + THROTTLE_STEP : THROTTLE_FIRST;
 		vm_set_throttle(m->vm, t > THROTTLE_MAX ? THROTTLE_MAX : t);
 		return 0;
 	case MIG_STALL_RAISE_DOWNTIME:
-		if (*limit_ms >= m->p.downtime_ms * RAISE_CEILING)
-			return hv_fail(err, ETIMEDOUT,
-			               "did not converge with the downtime limit raised to %llu ms",
-			               (unsigned long long)*limit_ms);
+		if (*limit_ms >= m->p.downtime_ms * RAISE_CEILING) {
+			if (++m->rounds_at_max < STALL_ROUNDS)
+				return 0;
+			return hv_fail(
+			    err, ETIMEDOUT,
+			    "did not converge with the downtime limit raised to %llu ms; "
+			    "the VM keeps running here",
+			    (unsigned long long)*limit_ms);
+		}
 		*limit_ms *= RAISE_FACTOR;
 		if (*limit_ms > m->p.downtime_ms * RAISE_CEILING)
 			*limit_ms = m->p.downtime_ms * RAISE_CEILING;
@@ -268,9 +294,9 @@ static int stall_action(struct migration *m, uint64_t *limit_ms, unsigned dirty_
 	case MIG_STALL_ABORT: break;
 	}
 	return hv_fail(err, ETIMEDOUT,
-	               "did not converge: %u pages still dirty after %u rounds (guest dirties "
+	               "did not converge: %llu pages still dirty after %u rounds (guest dirties "
 	               "%.1f MB/s); the VM keeps running here",
-	               dirty_pages, m->st.round, dirty_rate(&m->vm->mem) / 1e6);
+	               (unsigned long long)dirty_pages, m->st.round, dirty_rate(&m->vm->mem) / 1e6);
 }
 
 static int precopy(struct migration *m, struct hv_error *err)
@@ -278,7 +304,9 @@ static int precopy(struct migration *m, struct hv_error *err)
 	struct guest_mem *mem = &m->vm->mem;
 	uint64_t words = dirty_bitmap_words(mem), limit = m->p.downtime_ms, best = UINT64_MAX;
 	uint64_t max_bytes = m->p.max_bytes ? m->p.max_bytes : 8 * mem->ram_size;
-	unsigned stalled = 0, rounds_cap = m->p.max_rounds;
+	uint64_t prev = UINT64_MAX;
+	unsigned stalled = 0;
+	bool acting = false;
 	uint32_t gen = 1;
 
 	set_phase(m, MIG_PRECOPY);
@@ -350,23 +378,31 @@ static int precopy(struct migration *m, struct hv_error *err)
 		} else if (est <= limit) {
 			return (int)gen; /* converged */
 		} else {
-			/* Progress: the dirty set shrank noticeably since the best round so far. */
+			/*
+			 * Stalled: the dirty set has not shrunk by 5 % on the best round for
+			 * STALL_ROUNDS rounds, or a cap is reached. Once the policy acts, it acts
+			 * again on every round that does not halve the dirty set (QEMU's
+			 * auto-converge rule), so it needs no more rounds than it has steps.
+			 */
+			bool act;
 			if (dirty < best - best / 20) {
 				best = dirty;
 				stalled = 0;
 			} else {
 				stalled++;
 			}
-			if (stalled >= STALL_ROUNDS || gen >= rounds_cap ||
-			    m->st.bytes_wire > max_bytes) {
-				if (stall_action(m, &limit, (unsigned)dirty, err) < 0)
+			if (acting)
+				act = dirty > prev / 2;
+			else
+				act = stalled >= STALL_ROUNDS || gen >= m->p.max_rounds ||
+				      m->st.bytes_wire > max_bytes;
+			if (act) {
+				if (stall_action(m, &limit, dirty, err) < 0)
 					return -1;
-				stalled = 0;
-				best = UINT64_MAX;
-				if (gen >= rounds_cap)
-					rounds_cap = gen + STALL_ROUNDS + 1;
+				acting = true;
 			}
 		}
+		prev = dirty;
 		if (gen == UINT32_MAX - 1)
 			return hv_fail(err, EOVERFLOW, "too many rounds");
 		gen++;
@@ -388,22 +424,26 @@ static int switchover(struct migration *m, uint32_t gen, struct hv_error *err)
 	pthread_mutex_unlock(&m->vm->lock);
 	set_phase(m, MIG_SWITCHOVER);
 	m->pause_ns = now_ns();
+	trace(m, "pausing");
 	if (st == VM_RUNNING) {
 		if (vm_pause(m->vm, err) < 0)
 			return -1;
 		m->paused_by_us = true;
+		trace(m, "paused");
 	} else if (st != VM_PAUSED) {
 		return hv_fail(err, EINVAL, "the VM is %s", vm_state_name(st));
 	}
 	so.value = m->paused_by_us; /* the destination resumes only a running VM */
 	vm_set_throttle(m->vm, 0);
-	memset(m->bitmap, 0, dirty_bitmap_words(mem) * 8);
+	/* The bitmap holds the last round's harvest (the decision was made on it); what the
+	 * guest dirtied since then is ORed in. */
 	dirty_harvest(mem, m->bitmap);
 	pthread_mutex_lock(&m->lock);
 	m->st.round = gen;
 	pthread_mutex_unlock(&m->lock);
 	if (page_send_round(&m->ps, m->bitmap, gen, false, err) < 0)
 		return -1;
+	trace(m, "final pages sent");
 	for (unsigned i = 0; i < m->npch; i++) {
 		so.pages[i] = m->pch[i].pages;
 		if (stream_write_end(&m->pch[i].s, err) < 0)
@@ -414,8 +454,12 @@ static int switchover(struct migration *m, uint32_t gen, struct hv_error *err)
 		return -1;
 	if (fault_at(m, "switchover", err) < 0)
 		return -1;
+	trace(m, "device state sent");
 	chan_set_timeout(m->main, READY_TIMEOUT_MS);
-	return mig_msg_expect(&m->in, REC_MIG_READY, &ready, err);
+	if (mig_msg_expect(&m->in, REC_MIG_READY, &ready, err) < 0)
+		return -1;
+	trace(m, "READY");
+	return 0;
 }
 
 static void *migration_main(void *arg)
@@ -441,6 +485,12 @@ static void *migration_main(void *arg)
 	if (fault_at(m, "after-ready", &err) < 0)
 		goto fail;
 
+	/* A destination that died after READY cannot take GO: keep the VM. */
+	if (chan_peer_gone(m->main)) {
+		hv_fail(&err, ECONNABORTED, "%s: the destination hung up after READY",
+		        chan_peer(m->main));
+		goto fail;
+	}
 	/* The commit point: after GO the destination owns the VM. */
 	pthread_mutex_lock(&m->lock);
 	if (atomic_load(&m->cancel)) {
@@ -461,13 +511,34 @@ static void *migration_main(void *arg)
 			goto fail;
 		}
 	}
+	trace(m, "GO sent");
 	if (fault_at(m, "after-go", &err) < 0)
 		goto in_doubt;
 	{
 		struct mig_msg run;
 		chan_set_timeout(m->main, RUNNING_TIMEOUT_MS);
-		if (mig_msg_expect(&m->in, REC_MIG_RUNNING, &run, &err) < 0)
+		if (mig_msg_expect(&m->in, REC_MIG_RUNNING, &run, &err) < 0) {
+			/*
+			 * A reset means the destination's socket was closed holding GO unread,
+			 * and MIG_ERROR (ECONNABORTED) that it refused: either way it never
+			 * resumed the VM, which is ours again. A plain hang-up or a timeout says
+			 * nothing either way.
+			 */
+			if (err.code == ECONNRESET || err.code == ECONNABORTED ||
+			    (err.code != ETIMEDOUT && chan_reset_by_peer(m->main, RESET_WAIT_MS))) {
+				char why[HV_ERROR_MSG];
+				snprintf(why, sizeof(why), "%s", err.msg);
+				hv_fail(&err, ECONNRESET,
+				        "the destination went away without reading GO (%.400s)",
+				        why);
+				pthread_mutex_lock(&m->lock);
+				m->committed = false;
+				pthread_mutex_unlock(&m->lock);
+				goto fail;
+			}
 			goto in_doubt;
+		}
+		trace(m, "RUNNING");
 		pthread_mutex_lock(&m->lock);
 		/* Pause to resume: GO out, RUNNING back, less the return trip of RUNNING. */
 		uint64_t d = now_ns() - m->pause_ns;
