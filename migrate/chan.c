@@ -553,6 +553,15 @@ int chan_listener_fd(const struct chan_listener *l)
 	return l->fd;
 }
 
+int chan_listener_after_fork(struct chan_listener *l, struct hv_error *err)
+{
+	/* The inherited ring is the parent's (shared SQ/CQ memory): leave it, make ours. */
+	uring_fini(&l->u);
+	memset(&l->u, 0, sizeof(l->u));
+	l->u.abort_fd = -1;
+	return uring_init(&l->u, l->addr.text, err);
+}
+
 void chan_listener_close(struct chan_listener *l)
 {
 	struct stat st;
@@ -742,6 +751,32 @@ void chan_close(struct chan *c)
 	uring_fini(&c->u);
 	free(c->rbuf);
 	free(c);
+}
+
+bool chan_peer_gone(const struct chan *c)
+{
+	struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+bool chan_reset_by_peer(const struct chan *c, int wait_ms)
+{
+	int64_t dl = now_ns() + (int64_t)wait_ms * 1000000;
+
+	for (;;) {
+		struct pollfd p = {.fd = c->fd, .events = 0};
+		int e = 0;
+		socklen_t len = sizeof(e);
+
+		/* A reset after the peer's FIN reads EPIPE on TCP, ECONNRESET before it and
+		 * on Unix sockets: any pending error means the peer dropped unread data. */
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e)
+			return true;
+		if (now_ns() >= dl)
+			return false;
+		poll(&p, 1, 10);
+	}
 }
 
 const char *chan_peer(const struct chan *c)

@@ -76,6 +76,13 @@ struct chan_listener *chan_listen(const struct chan_addr *a, struct hv_error *er
 uint16_t chan_listener_port(const struct chan_listener *l);
 int chan_listener_fd(const struct chan_listener *l);
 
+/*
+ * chan_listener_after_fork - in a child process that will accept on @l: give it an
+ * io_uring of its own (a ring is shared memory: parent and child must never both use
+ * one). The parent must not accept on @l while the child does.
+ */
+int chan_listener_after_fork(struct chan_listener *l, struct hv_error *err);
+
 /* chan_listener_close - close, and remove the Unix socket file if it is still ours. */
 void chan_listener_close(struct chan_listener *l);
 
@@ -121,6 +128,19 @@ void chan_abort(struct chan *c);
 
 /* chan_close - close the connection (a TLS close_notify is sent when possible) and free. */
 void chan_close(struct chan *c);
+
+/*
+ * chan_peer_gone - the peer has closed or shut down its end (a FIN or a reset is
+ * pending), without reading anything. For a last check before a point of no return.
+ */
+bool chan_peer_gone(const struct chan *c);
+
+/*
+ * chan_reset_by_peer - after the peer hung up: whether the connection was reset within
+ * @wait_ms, which a peer's kernel does when it closes a socket with data it never read
+ * (or data arrives after it closed). A peer that read everything sends no reset.
+ */
+bool chan_reset_by_peer(const struct chan *c, int wait_ms);
 
 /* chan_peer - "tcp:127.0.0.1:4444", "unix:/run/x" - for messages. */
 const char *chan_peer(const struct chan *c);

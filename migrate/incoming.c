@@ -49,6 +49,18 @@ static uint64_t now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
+/* HV_MIGRATE_TRACE=1: the switchover's steps with their times, on stderr. */
+static void trace(uint64_t t0, const char *what)
+{
+	static int on = -1;
+
+	if (on < 0)
+		on = getenv("HV_MIGRATE_TRACE") != NULL;
+	if (on)
+		fprintf(stderr, "hvmigrate: incoming: %8.3f ms %s\n", (double)(now_ns() - t0) / 1e6,
+		        what);
+}
+
 /* One page channel: PAGE_DATA until END. */
 static void *chan_main(void *arg)
 {
@@ -286,6 +298,7 @@ int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, b
 	if (!(ld = vmstate_loader_new(vm, in.rd.name, console_out, console_in, err)) ||
 	    load_config(&in, ld, err) < 0)
 		goto out;
+	st.vm_created = true;
 	if (vm->mem.ram_size != hello.ram_size) {
 		hv_fail(err, EPROTO, "%s: HELLO announces %llu bytes of RAM, VM_CONFIG %llu",
 		        in.rd.name, (unsigned long long)hello.ram_size,
@@ -311,18 +324,21 @@ int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, b
 	if (precopy(&in, ld, &so, &st, err) < 0)
 		goto out;
 	t = now_ns();
+	trace(t0, "SWITCHOVER");
 	if (mig_fault("switchover")) {
 		hv_fail(err, ECONNABORTED, "fault injected at the switchover");
 		goto out;
 	}
 	if (join_channels(&in, &so, err) < 0)
 		goto out;
+	trace(t0, "channels done");
 	{
 		/* The stream's END: every vCPU and device must be there (vmstate.h). */
 		struct record end = {.type = REC_END, .off = in.rd.off};
 		if (vmstate_loader_feed(ld, &end, err) != 1)
 			goto out;
 	}
+	trace(t0, "state loaded");
 	st.switchover_ms = (now_ns() - t) / 1000000;
 	if (send_msg(&in, REC_MIG_READY, 0, err) < 0)
 		goto out;
@@ -341,6 +357,7 @@ int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, b
 		goto out;
 	}
 	t = now_ns();
+	trace(t0, "GO");
 	paused = paused || !so.value; /* a paused source VM stays paused */
 	if (paused)
 		vm_request_pause(vm); /* park before the first instruction */

@@ -12,6 +12,7 @@
 #ifndef HV_MIGRATE_INCOMING_H
 #define HV_MIGRATE_INCOMING_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hv/error.h"
@@ -19,6 +20,7 @@
 #include "migrate/chan.h"
 
 struct incoming_stats {
+	bool vm_created;            /* the peer got as far as VM_CONFIG */
 	char source[CHAN_ADDR_MAX]; /* the main connection's peer */
 	char tls_version[16];       /* "" for plaintext */
 	unsigned channels;

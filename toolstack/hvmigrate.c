@@ -458,8 +458,18 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	sigaddset(&sig.set, SIGTERM);
 	sigaddset(&sig.set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sig.set, NULL);
-	rc = incoming_run(l, tls, o->accept_ms, o->paused, &vm, out, o->console ? -1 : STDIN_FILENO,
-	                  &st, &err);
+	/*
+	 * A connection that fails before it has described a VM (a port scanner, a client
+	 * with the wrong certificate, plaintext against TLS) is refused and logged; the
+	 * receiver waits on for the real migration. Later failures end it.
+	 */
+	for (;;) {
+		rc = incoming_run(l, tls, o->accept_ms, o->paused, &vm, out,
+		                  o->console ? -1 : STDIN_FILENO, &st, &err);
+		if (rc == 0 || st.vm_created || err.code == ETIMEDOUT || accepted_fd >= 0)
+			break;
+		fprintf(stderr, "hvmigrate: refused a connection: %s\n", err.msg);
+	}
 	if (accepted_fd >= 0) { /* --keep-listening: the parent may accept the next one */
 		if (write(accepted_fd, "x", 1) < 0) { /* the parent is gone: fine */
 		}
@@ -509,7 +519,10 @@ static int recv_loop(struct chan_listener *l, struct chan_tls *tls, struct recv_
 		if (pid < 0)
 			return fail(EXIT_FAIL, "fork: %s", strerror(errno));
 		if (pid == 0) {
+			struct hv_error err = {0};
 			close(pfd[0]);
+			if (chan_listener_after_fork(l, &err) < 0)
+				_exit(fail(EXIT_FAIL, "%s", err.msg));
 			_exit(recv_one(l, tls, o, seq, pfd[1]));
 		}
 		close(pfd[1]);
