@@ -3,9 +3,11 @@
  *
  * Arguments: wss=SIZE (working set, default 32M) start=SIZE (default: first free address)
  * rate=MBPS (MiB/s, 0 = as fast as possible) seconds=N (0 = forever) report=1 (a line per
- * second). Pages are picked with a xorshift64 PRNG and one u64 per page is written; the
- * pacing compares bytes written with TSC time, in batches of 64 pages. Ends with
- * "dirtyrate achieved=X MB/s pages=N" (N page writes, MB = MiB, time by rt_tsc_hz()).
+ * second) fill=1 (write every word of each page, as a guest copying data does: the CPU
+ * cost per dirtied page is then that of a page, which is what throttling slows down). Pages are
+ * picked with a xorshift64 PRNG and one u64 per page is written; the pacing compares bytes written
+ * with TSC time, in batches of 64 pages. Ends with "dirtyrate achieved=X MB/s pages=N" (N page
+ * writes, MB = MiB, time by rt_tsc_hz()).
  */
 #include "rt/rt.h"
 
@@ -27,6 +29,7 @@ int main(void)
 	uint64_t rate = rt_arg_size("rate", 0);
 	uint64_t seconds = rt_arg_size("seconds", 5);
 	uint64_t report = rt_arg_size("report", 0);
+	uint64_t fill = rt_arg_size("fill", 0);
 	const char *why = rt_check_range(start, start + wss);
 
 	if (why) {
@@ -42,7 +45,12 @@ int main(void)
 		for (int i = 0; i < BATCH; i++) {
 			uint64_t pfn = xorshift64(&seed) % npages;
 			volatile uint64_t *p = (volatile uint64_t *)(start + (pfn << 12));
-			p[(pages & 7) * 64] = pages; /* vary the offset within the page too */
+			if (fill)
+				for (int w = 0; w < 512; w++)
+					p[w] = pages + (uint64_t)w;
+			else
+				p[(pages & 7) * 64] =
+				    pages; /* vary the offset within the page too */
 			pages++;
 		}
 		now = rt_now();
