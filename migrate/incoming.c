@@ -15,8 +15,9 @@
 #include "migrate/pages.h"
 #include "migrate/vmstate.h"
 
-#define HANDSHAKE_TIMEOUT_MS 10000
-#define GO_TIMEOUT_MS        30000
+int incoming_timeout_ms = 10000;
+#define HANDSHAKE_TIMEOUT_MS incoming_timeout_ms
+#define GO_TIMEOUT_MS        (3 * incoming_timeout_ms)
 
 struct in_chan {
 	struct incoming *in;

@@ -33,6 +33,12 @@ struct incoming_stats {
 };
 
 /*
+ * How long the handshake may take (page channels to connect and introduce themselves;
+ * GO gets three times as long). 10 s; the fuzzer shortens it.
+ */
+extern int incoming_timeout_ms;
+
+/*
  * incoming_run - accept and complete one migration into @vm (which it initialises; the
  * console goes to @console_out/@console_in as for vm_create). Waits up to @accept_ms for
  * the first connection (-1: forever). Returns 0 with the VM started (running, or parked
