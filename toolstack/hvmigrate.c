@@ -247,7 +247,8 @@ static int watch(struct ctlconn *c, bool json, bool tty)
 	}
 }
 
-static int cmd_send(int argc, char **argv)
+/* send_with - cmd_send with the request's arguments in @args (the caller's). */
+static int send_with(json_t *args, int argc, char **argv)
 {
 	static const struct option opts[] = {{"tls-cert", required_argument, NULL, 'c'},
 	                                     {"tls-key", required_argument, NULL, 'k'},
@@ -264,7 +265,7 @@ static int cmd_send(int argc, char **argv)
 	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {0}};
-	json_t *args = json_object(), *r;
+	json_t *r;
 	struct hv_error err = {0};
 	struct ctlconn c;
 	bool json = false, tty = isatty(STDERR_FILENO);
@@ -333,11 +334,10 @@ static int cmd_send(int argc, char **argv)
 		return fail(EXIT_USAGE, "send: expected VM and ADDR (see 'hvmigrate send --help')");
 	json_object_set_new(args, "uri", json_string(argv[optind + 1]));
 	if (ctlconn_open(&c, argv[optind], &err) < 0) {
-		json_decref(args);
+		ctlconn_close(&c);
 		return fail(EXIT_FAIL, "%s", err.msg);
 	}
 	r = ctlconn_call(&c, 1, "migrate", args, &err);
-	json_decref(args);
 	if (!r || json_object_get(r, "error")) {
 		rc =
 		    fail(EXIT_FAIL, "%s",
@@ -353,6 +353,18 @@ static int cmd_send(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	rc = watch(&c, json, tty && !json);
 	ctlconn_close(&c);
+	return rc;
+}
+
+static int cmd_send(int argc, char **argv)
+{
+	json_t *args = json_object();
+	int rc;
+
+	if (!args)
+		return fail(EXIT_FAIL, "out of memory");
+	rc = send_with(args, argc, argv);
+	json_decref(args);
 	return rc;
 }
 
