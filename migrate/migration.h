@@ -55,6 +55,9 @@ struct mig_params {
 	enum mig_stall on_stall;
 	uint64_t timeout_ms;  /* whole migration; 0: none */
 	bool switchover_hold; /* stay in pre-copy until migration_release() (tests) */
+	bool no_delta;        /* never send a page as a delta (pagesend.h) */
+	uint64_t delta_cache; /* bytes of last-sent pages kept for deltas; 0: RAM/16,
+	                       * at least 16 MiB, at most 256 MiB */
 };
 
 /* mig_params_default - the defaults above (zstd level 1, 1 channel, abort on stall). */
@@ -94,6 +97,7 @@ struct mig_stats {
 	uint64_t pages_sent; /* page entries sent, zero ones included */
 	uint64_t pages_zero; /* of them, zero pages (sent as a bit or skipped) */
 	uint64_t pages_zstd, pages_raw;
+	uint64_t pages_delta; /* sent as a delta against their previous version */
 	uint64_t total_ms;    /* start to end (or to now) */
 	uint64_t setup_ms;    /* connect + handshake */
 	uint64_t downtime_ms; /* source pause to destination resume */

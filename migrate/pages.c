@@ -166,6 +166,24 @@ unsigned page_encode(void *cctx, const void *page, uint8_t *dst, size_t *len)
 	return (unsigned)encode(cctx, page, dst, len);
 }
 
+size_t page_encode_delta(void *cctx, const void *page, const void *prev, uint8_t *xbuf,
+                         uint8_t *dst)
+{
+	const uint64_t *a = page, *b = prev;
+	uint64_t *x = (uint64_t *)xbuf;
+	size_t n;
+
+	for (unsigned i = 0; i < PAGE / 8; i++)
+		x[i] = a[i] ^ b[i];
+	if (!cctx)
+		return 0;
+	n = ZSTD_compress2(cctx, dst + 4, ZBOUND, xbuf, PAGE);
+	if (ZSTD_isError(n) || n + 4 >= PAGE)
+		return 0;
+	put32(dst, (uint32_t)n);
+	return 4 + n;
+}
+
 void *page_cctx_new(int level)
 {
 	return level ? new_cctx(level) : NULL;
@@ -519,11 +537,12 @@ void page_gens_free(struct page_gens *g)
 }
 
 /*
- * put_page - copy @src (NULL: zeros) to @dst if generation @gen is not older than the
- * page's; under the page's stripe lock so that two channels never interleave on a page.
+ * put_page - copy @src (NULL: zeros) to @dst, or XOR it in (@xor: a DELTA), if generation
+ * @gen is not older than the page's; under the page's stripe lock so that two channels
+ * never interleave on a page.
  */
 static void put_page(struct page_gens *g, struct guest_mem *m, uint64_t gfn, uint32_t gen,
-                     uint8_t *dst, const void *src)
+                     uint8_t *dst, const void *src, bool xor)
 {
 	struct mem_slot *sl;
 	uint64_t pn;
@@ -534,6 +553,21 @@ static void put_page(struct page_gens *g, struct guest_mem *m, uint64_t gfn, uin
 			memcpy(dst, src, PAGE);
 		else
 			memset(dst, 0, PAGE);
+		return;
+	}
+	if (xor) {
+		const uint64_t *x = src;
+		uint64_t *d = (uint64_t *)dst;
+		sl = mem_slot_find(m, gfn << 12);
+		pn = sl->first_page + ((gfn << 12) - sl->gpa) / PAGE;
+		lk = &g->lock[pn % PAGE_GEN_LOCKS];
+		pthread_mutex_lock(lk);
+		if (gen >= g->gen[pn]) {
+			g->gen[pn] = gen;
+			for (unsigned i = 0; i < PAGE / 8; i++)
+				d[i] ^= x[i];
+		}
+		pthread_mutex_unlock(lk);
 		return;
 	}
 	sl = mem_slot_find(m, gfn << 12);
@@ -611,13 +645,22 @@ int pages_load_gen(struct guest_mem *m, const struct record *rec, void *dctx,
 			mem_populate(sl, (gfn << 12) - sl->gpa);
 		}
 		switch (enc) {
-		case PAGE_ENC_ZERO: put_page(gens, m, gfn, gen, dst, NULL); break;
+		case PAGE_ENC_ZERO: put_page(gens, m, gfn, gen, dst, NULL, false); break;
 		case PAGE_ENC_RAW:
 			if (rec->len - pos < PAGE)
 				goto short_body;
-			put_page(gens, m, gfn, gen, dst, b + pos);
+			put_page(gens, m, gfn, gen, dst, b + pos, false);
 			pos += PAGE;
 			break;
+		case PAGE_ENC_DELTA:
+			if (!gens)
+				return hv_fail(
+				    err, EINVAL,
+				    "%s: record PAGE_DATA at offset %llu: page %u: DELTA "
+				    "in a stream that is not a migration",
+				    name, off, i);
+			/* the body is a zstd frame, XORed in below */
+			__attribute__((fallthrough));
 		case PAGE_ENC_ZSTD: {
 			uint32_t n;
 			size_t r;
@@ -636,7 +679,7 @@ int pages_load_gen(struct guest_mem *m, const struct record *rec, void *dctx,
 				               "page %u: zstd data does not decode to one page%s%s",
 				               name, off, i, ZSTD_isError(r) ? ": " : "",
 				               ZSTD_isError(r) ? ZSTD_getErrorName(r) : "");
-			put_page(gens, m, gfn, gen, dst, tmp);
+			put_page(gens, m, gfn, gen, dst, tmp, enc == PAGE_ENC_DELTA);
 			pos += 4 + n;
 			break;
 		}

@@ -4,8 +4,11 @@
  * A PAGE_DATA body is: u32 count (1..PAGE_BATCH_MAX), u32 generation, count u64 entries
  * (bits 0-51 the guest frame number, gpa >> 12; bits 52-59 zero; bits 60-63 the encoding),
  * then the pages' data in entry order: nothing for ZERO, 4096 bytes for RAW, u32 length +
- * a zstd frame that decodes to exactly 4096 bytes for ZSTD. DELTA is reserved (rejected
- * until a reader implements it). A loader checks every frame against guest RAM and every
+ * a zstd frame that decodes to exactly 4096 bytes for ZSTD, and for DELTA the same as
+ * ZSTD, but what the frame decodes to is XORed into the page's previous version (XBZRLE's
+ * idea with zstd for the run-length part): only migration streams carry DELTA, and their
+ * sender puts every version of a page on the same channel, so the previous version is
+ * always applied first. A loader checks every frame against guest RAM and every
  * length against the record before copying a byte.
  *
  * The generation is 0 in save files and checkpoints. A migration stream numbers its
@@ -29,7 +32,7 @@
 #define PAGE_ENC_ZERO   0u
 #define PAGE_ENC_RAW    1u
 #define PAGE_ENC_ZSTD   2u
-#define PAGE_ENC_DELTA  3u /* reserved */
+#define PAGE_ENC_DELTA  3u /* migration streams only */
 
 #define PAGE_SAVE_THREADS_MAX 8
 
@@ -111,6 +114,14 @@ int pages_load_gen(struct guest_mem *m, const struct record *rec, void *dctx,
 unsigned page_encode(void *cctx, const void *page, uint8_t *dst, size_t *len);
 void *page_cctx_new(int level);
 void page_cctx_free(void *cctx);
+
+/*
+ * page_encode_delta - the DELTA body of @page against @prev, the version last sent, into
+ * @dst (room for PAGE_BODY_MAX); @xbuf is 4096 bytes of scratch. Returns the body's
+ * length, or 0 when the delta does not compress (then send the page itself).
+ */
+size_t page_encode_delta(void *cctx, const void *page, const void *prev, uint8_t *xbuf,
+                         uint8_t *dst);
 
 /*
  * page_batch_write - write one PAGE_DATA record: @count entries (frame | encoding), with

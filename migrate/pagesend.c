@@ -22,7 +22,6 @@ struct round {
 	uint32_t gen;
 	bool skip_zero;
 	_Atomic uint64_t cursor; /* next bitmap word to claim */
-	_Atomic uint64_t claims; /* batches so far: picks the channel */
 	uint64_t t0_ns;
 	pthread_mutex_t lock; /* err */
 	_Atomic bool failed;
@@ -53,6 +52,79 @@ void page_sender_init(struct page_sender *ps, struct guest_mem *m, struct page_c
 	if (level && cpus > (long)n)
 		n = cpus > WORKERS_MAX ? WORKERS_MAX : (unsigned)cpus;
 	ps->nworkers = n > WORKERS_MAX ? WORKERS_MAX : n;
+}
+
+int page_sender_delta(struct page_sender *ps, uint64_t bytes, struct hv_error *err)
+{
+	struct delta_cache *dc;
+
+	if (!ps->level || bytes < PAGE)
+		return 0;
+	dc = calloc(1, sizeof(*dc));
+	if (!dc)
+		return hv_fail(err, ENOMEM, "out of memory for the delta cache");
+	dc->nslots = bytes / PAGE;
+	if (dc->nslots > ps->m->npages)
+		dc->nslots = ps->m->npages ? ps->m->npages : 1;
+	dc->tag = calloc(dc->nslots, sizeof(*dc->tag));
+	dc->data = malloc(dc->nslots * PAGE);
+	if (!dc->tag || !dc->data) {
+		free(dc->tag);
+		free(dc->data);
+		free(dc);
+		return hv_fail(err, ENOMEM, "out of memory for a %llu-byte delta cache",
+		               (unsigned long long)bytes);
+	}
+	for (int i = 0; i < 64; i++)
+		pthread_mutex_init(&dc->lock[i], NULL);
+	ps->dc = dc;
+	return 0;
+}
+
+void page_sender_free(struct page_sender *ps)
+{
+	struct delta_cache *dc = ps->dc;
+
+	if (!dc)
+		return;
+	for (int i = 0; i < 64; i++)
+		pthread_mutex_destroy(&dc->lock[i]);
+	free(dc->tag);
+	free(dc->data);
+	free(dc);
+	ps->dc = NULL;
+}
+
+/*
+ * delta_try - with page @pn's new contents in @page, encoded @enc into @n bytes at @dst:
+ * replace that with a DELTA when the cache holds the previous version and the delta is
+ * smaller; then remember this version (a zero page forgets it). Returns the encoding.
+ */
+static unsigned delta_try(struct delta_cache *dc, void *cctx, uint64_t pn, const uint8_t *page,
+                          unsigned enc, uint8_t *dst, size_t *n, uint8_t *xbuf, uint8_t *tmp)
+{
+	uint64_t slot = pn % dc->nslots;
+	pthread_mutex_t *lk = &dc->lock[slot % 64];
+	uint8_t *cached = dc->data + slot * PAGE;
+
+	pthread_mutex_lock(lk);
+	if (enc != PAGE_ENC_ZERO && dc->tag[slot] == pn + 1) {
+		size_t d = page_encode_delta(cctx, page, cached, xbuf, tmp);
+		if (d && d < *n) {
+			memcpy(dst, tmp, d);
+			*n = d;
+			enc = PAGE_ENC_DELTA;
+		}
+	}
+	if (enc == PAGE_ENC_ZERO) {
+		if (dc->tag[slot] == pn + 1)
+			dc->tag[slot] = 0;
+	} else {
+		memcpy(cached, page, PAGE);
+		dc->tag[slot] = pn + 1;
+	}
+	pthread_mutex_unlock(lk);
+	return enc;
 }
 
 /* Frame number of VM-wide page @pn, and where it is mapped. */
@@ -109,17 +181,19 @@ static void *worker(void *arg)
 	uint64_t *entry = malloc(PAGE_BATCH_MAX * sizeof(*entry));
 	uint8_t *data = malloc((size_t)PAGE_BATCH_MAX * PAGE_BODY_MAX);
 	uint8_t *copy = malloc(PAGE);
+	uint8_t *xbuf = malloc(PAGE), *tmp = malloc(PAGE_BODY_MAX);
 	uint64_t cpu0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
 	struct hv_error err = {0};
 
-	if ((ps->level && !cctx) || !entry || !data || !copy) {
+	if ((ps->level && !cctx) || !entry || !data || !copy || !xbuf || !tmp) {
 		hv_fail(&err, ENOMEM, "page sender: out of memory");
 		round_fail(r, &err);
 		goto out;
 	}
 	for (;;) {
 		uint64_t w = atomic_fetch_add(&r->cursor, CLAIM_WORDS), end = w + CLAIM_WORDS;
-		uint32_t count = 0, zero = 0, zstd = 0, raw = 0;
+		uint64_t stretch = w / CLAIM_WORDS;
+		uint32_t count = 0, zero = 0, zstd = 0, raw = 0, delta = 0;
 		size_t dlen = 0;
 
 		if (w >= r->nwords || atomic_load(&r->failed))
@@ -146,12 +220,19 @@ static void *worker(void *arg)
 				 */
 				memcpy(copy, src, PAGE);
 				enc = page_encode(cctx, copy, data + dlen, &n);
+				/* Like QEMU's XBZRLE, not in the first pass: the cache is for the
+				 * pages that get dirty again, not for all of RAM. */
+				if (ps->dc && !r->skip_zero)
+					enc = delta_try(ps->dc, cctx, pn, copy, enc, data + dlen,
+					                &n, xbuf, tmp);
 				if (enc == PAGE_ENC_ZERO) {
 					zero++;
 					if (r->skip_zero)
 						continue;
 				} else if (enc == PAGE_ENC_ZSTD) {
 					zstd++;
+				} else if (enc == PAGE_ENC_DELTA) {
+					delta++;
 				} else {
 					raw++;
 				}
@@ -162,10 +243,12 @@ static void *worker(void *arg)
 		atomic_fetch_add(&ps->pages_zero, zero);
 		atomic_fetch_add(&ps->pages_zstd, zstd);
 		atomic_fetch_add(&ps->pages_raw, raw);
+		atomic_fetch_add(&ps->pages_delta, delta);
 		atomic_fetch_add(&ps->pages_sent, count);
 		if (!count)
 			continue;
-		struct page_chan *pc = &ps->ch[atomic_fetch_add(&r->claims, 1) % ps->nch];
+		/* The stretch decides the channel: a page's versions keep their order. */
+		struct page_chan *pc = &ps->ch[stretch % ps->nch];
 		pthread_mutex_lock(&pc->lock);
 		int rc = page_batch_write(&pc->s, r->gen, entry, count, data, dlen, &err);
 		if (rc == 0)
@@ -184,6 +267,8 @@ out:
 	free(entry);
 	free(data);
 	free(copy);
+	free(xbuf);
+	free(tmp);
 	return NULL;
 }
 

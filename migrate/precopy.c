@@ -117,6 +117,7 @@ static void update_stats(struct migration *m)
 	m->st.pages_zero = atomic_load(&m->ps.pages_zero);
 	m->st.pages_zstd = atomic_load(&m->ps.pages_zstd);
 	m->st.pages_raw = atomic_load(&m->ps.pages_raw);
+	m->st.pages_delta = atomic_load(&m->ps.pages_delta);
 	m->st.total_ms = (now - m->t0_ns) / 1000000;
 	m->st.throughput_mbps =
 	    now > m->t0_ns ? (double)wire * 8 / ((double)(now - m->t0_ns) / 1e9) / 1e6 : 0;
@@ -462,6 +463,20 @@ static int switchover(struct migration *m, uint32_t gen, struct hv_error *err)
 	return 0;
 }
 
+static uint64_t delta_cache_size(const struct migration *m)
+{
+	uint64_t b = m->p.delta_cache;
+
+	if (b)
+		return b;
+	b = m->vm->mem.ram_size / 16;
+	if (b < (16ull << 20))
+		b = 16ull << 20;
+	if (b > (256ull << 20))
+		b = 256ull << 20;
+	return b;
+}
+
 static void *migration_main(void *arg)
 {
 	struct migration *m = arg;
@@ -478,6 +493,8 @@ static void *migration_main(void *arg)
 	pthread_mutex_unlock(&m->lock);
 	page_sender_init(&m->ps, &m->vm->mem, m->pch, m->npch, m->p.zstd_level, m->p.bandwidth,
 	                 &m->cancel);
+	if (!m->p.no_delta && page_sender_delta(&m->ps, delta_cache_size(m), &err) < 0)
+		goto fail;
 	report(m);
 	gen = precopy(m, &err);
 	if (gen < 0 || switchover(m, (uint32_t)gen + 1, &err) < 0)
@@ -688,6 +705,7 @@ void migration_free(struct migration *m)
 	}
 	chan_close(m->main);
 	chan_tls_free(m->tls);
+	page_sender_free(&m->ps);
 	pthread_mutex_destroy(&m->lock);
 	free(m->bitmap);
 	free(m);

@@ -206,6 +206,7 @@ static enum control_class cmd_migrate(const struct control_ops *ops, json_t *arg
 	struct mig_params p;
 	uint64_t v;
 	json_t *hold = json_object_get(args, "switchover-hold");
+	json_t *delta = json_object_get(args, "delta");
 	char s[32] = "";
 
 	mig_params_default(&p);
@@ -221,7 +222,8 @@ static enum control_class cmd_migrate(const struct control_ops *ops, json_t *arg
 		return CONTROL_INVALID_ARGUMENT;
 	p.tls = p.tls_cert[0] || p.tls_key[0] || p.tls_ca[0];
 	if (p.tls && !(p.tls_cert[0] && p.tls_key[0] && p.tls_ca[0])) {
-		hv_fail(err, EINVAL, "migrate: TLS needs all of 'tls-cert', 'tls-key' and 'tls-ca'");
+		hv_fail(err, EINVAL,
+		        "migrate: TLS needs all of 'tls-cert', 'tls-key' and 'tls-ca'");
 		return CONTROL_INVALID_ARGUMENT;
 	}
 	if (p.tls_hostname[0] && !p.tls) {
@@ -230,7 +232,8 @@ static enum control_class cmd_migrate(const struct control_ops *ops, json_t *arg
 	}
 	if (!arg_uint(args, "downtime-ms", 3600000, &p.downtime_ms, err) ||
 	    !arg_uint(args, "bandwidth", UINT64_MAX >> 2, &p.bandwidth, err) ||
-	    !arg_uint(args, "max-bytes", UINT64_MAX >> 2, &p.max_bytes, err))
+	    !arg_uint(args, "max-bytes", UINT64_MAX >> 2, &p.max_bytes, err) ||
+	    !arg_uint(args, "delta-cache", 1ull << 40, &p.delta_cache, err))
 		return CONTROL_INVALID_ARGUMENT;
 	v = p.channels;
 	if (!arg_uint(args, "channels", MIG_CHANNELS_MAX, &v, err))
@@ -271,8 +274,9 @@ static enum control_class cmd_migrate(const struct control_ops *ops, json_t *arg
 	} else if (!strcmp(s, "raise-downtime")) {
 		p.on_stall = MIG_STALL_RAISE_DOWNTIME;
 	} else {
-		hv_fail(err, EINVAL,
-		        "migrate: 'on-stall' must be \"abort\", \"throttle\" or \"raise-downtime\"");
+		hv_fail(
+		    err, EINVAL,
+		    "migrate: 'on-stall' must be \"abort\", \"throttle\" or \"raise-downtime\"");
 		return CONTROL_INVALID_ARGUMENT;
 	}
 	if (hold && !json_is_boolean(hold)) {
@@ -280,6 +284,11 @@ static enum control_class cmd_migrate(const struct control_ops *ops, json_t *arg
 		return CONTROL_INVALID_ARGUMENT;
 	}
 	p.switchover_hold = hold && json_is_true(hold);
+	if (delta && !json_is_boolean(delta)) {
+		hv_fail(err, EINVAL, "migrate: 'delta' must be true or false");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	p.no_delta = delta && json_is_false(delta);
 	return ops->migrate(ops->opaque, &p, ret, err);
 }
 
@@ -300,26 +309,31 @@ void control_mig_stats(json_t *o, const struct mig_stats *st)
 	json_object_set_new(o, "pages_zero", json_integer((json_int_t)st->pages_zero));
 	json_object_set_new(o, "pages_zstd", json_integer((json_int_t)st->pages_zstd));
 	json_object_set_new(o, "pages_raw", json_integer((json_int_t)st->pages_raw));
+	json_object_set_new(o, "pages_delta", json_integer((json_int_t)st->pages_delta));
 	json_object_set_new(o, "total_ms", json_integer((json_int_t)st->total_ms));
 	json_object_set_new(o, "setup_ms", json_integer((json_int_t)st->setup_ms));
 	json_object_set_new(o, "precopy_ms", json_integer((json_int_t)st->precopy_ms));
 	json_object_set_new(o, "downtime_ms", json_integer((json_int_t)st->downtime_ms));
 	json_object_set_new(o, "throughput_mbps", json_real(st->throughput_mbps));
 	json_object_set_new(o, "cpu_seconds", json_real(st->cpu_seconds));
-	json_object_set_new(o, "tls", st->tls_version[0] ? json_string(st->tls_version) : json_null());
+	json_object_set_new(o, "tls",
+	                    st->tls_version[0] ? json_string(st->tls_version) : json_null());
 	json_object_set_new(o, "error", st->error[0] ? safe_string(st->error) : json_null());
 }
 
 static const char *const no_args[] = {NULL};
 static const char *const migrate_args[] = {
-    "uri",       "tls-cert",   "tls-key",    "tls-ca",    "tls-hostname",    "downtime-ms",
-    "bandwidth", "compress",   "zstd-level", "channels",  "max-rounds",      "max-bytes",
-    "on-stall",  "timeout",    "switchover-hold", NULL};
+    "uri",       "tls-cert", "tls-key",         "tls-ca",   "tls-hostname", "downtime-ms",
+    "bandwidth", "compress", "zstd-level",      "channels", "max-rounds",   "max-bytes",
+    "on-stall",  "timeout",  "switchover-hold", "delta",    "delta-cache",  NULL};
 static const char *const save_args[] = {"file", "keep-running", NULL};
 
 static const struct command commands[] = {
-    {"info", no_args, cmd_info},   {"pause", no_args, cmd_pause}, {"resume", no_args, cmd_resume},
-    {"save", save_args, cmd_save}, {"quit", no_args, cmd_quit},
+    {"info", no_args, cmd_info},
+    {"pause", no_args, cmd_pause},
+    {"resume", no_args, cmd_resume},
+    {"save", save_args, cmd_save},
+    {"quit", no_args, cmd_quit},
     {"migrate", migrate_args, cmd_migrate},
     {"migrate-status", no_args, cmd_migrate_status},
     {"migrate-cancel", no_args, cmd_migrate_cancel},

@@ -64,6 +64,8 @@ static const char usage_send[] =
     "                         or raise-downtime (double the limit up to 10x)\n"
     "  --timeout S            give up after S seconds (the VM runs on here)\n"
     "  --switchover-hold      stay in pre-copy until 'hvctl VM migrate-continue'\n"
+    "  --no-delta             never send a page as a delta against its last version\n"
+    "  --delta-cache SIZE     last-sent pages kept for deltas (default RAM/16, 16M-256M)\n"
     "  --json                 one JSON object per round and a final summary\n"
     "  -h, --help             this help\n"
     "\n"
@@ -262,6 +264,8 @@ static int send_with(json_t *args, int argc, char **argv)
 	                                     {"on-stall", required_argument, NULL, 's'},
 	                                     {"timeout", required_argument, NULL, 't'},
 	                                     {"switchover-hold", no_argument, NULL, 'O'},
+	                                     {"no-delta", no_argument, NULL, 'D'},
+	                                     {"delta-cache", required_argument, NULL, 'C'},
 	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {0}};
@@ -321,6 +325,12 @@ static int send_with(json_t *args, int argc, char **argv)
 			json_object_set_new(args, "timeout", json_integer((json_int_t)v));
 			break;
 		case 'O': json_object_set_new(args, "switchover-hold", json_true()); break;
+		case 'D': json_object_set_new(args, "delta", json_false()); break;
+		case 'C':
+			if (size_parse(optarg, &v, &err) < 0)
+				return fail(EXIT_USAGE, "--delta-cache: %s", err.msg);
+			json_object_set_new(args, "delta-cache", json_integer((json_int_t)v));
+			break;
 		case 'j': json = true; break;
 		case 'h': fputs(usage_send, stdout); return 0;
 		default:

@@ -336,6 +336,9 @@ group_cancel() {
 	"$HVCTL" "$SRC_SOCK" migrate-continue >/dev/null && ok "hold: continue accepted" || fail "hold: continue"
 	wait_gone "$sp"
 	[ "$RC" = 0 ] && ok "hold: send exit 0" || fail "hold: send exit $RC"
+	# Rounds 2 and on resend every page: from round 3 they go as deltas against the
+	# version the cache kept, and memtouch checks that each delta landed on its base.
+	expect "hold: pages sent as deltas" '"pages_delta":[1-9]' "$(tail -n 1 "$T/hold.send.json")"
 	check_moved hold
 }
 

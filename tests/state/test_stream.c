@@ -513,7 +513,7 @@ static void test_bad_page_data(void **state)
 	    {1, ((1ULL << 52) - 1) | (uint64_t)PAGE_ENC_RAW << 60, 16 + 4096, "outside guest RAM"},
 	    {1, 5 | (uint64_t)PAGE_ENC_RAW << 60, 16 + 100, "past the end"},
 	    {1, 5 | (uint64_t)PAGE_ENC_ZSTD << 60, 16 + 8, "compressed length"},
-	    {1, 5 | (uint64_t)PAGE_ENC_DELTA << 60, 16, "unsupported encoding 3"},
+	    {1, 5 | (uint64_t)PAGE_ENC_DELTA << 60, 16, "DELTA in a stream that is not a migration"},
 	    {1, 5 | 1ULL << 55, 16, "reserved entry bits"},
 	    {1, 5, 16 + 8, "left over"},
 	};
