@@ -216,10 +216,17 @@ static void *worker(void *arg)
 				bits &= bits - 1;
 				if (!src)
 					continue;
-				/* A private copy: the guest may write the page while zstd reads it.
+				/*
+				 * zstd and the delta cache get a private copy: the guest may write
+				 * the page while they read it. A raw page is copied once, from
+				 * guest RAM into the batch; torn, it is dirty again anyway.
 				 */
-				memcpy(copy, src, PAGE);
-				enc = page_encode(cctx, copy, data + dlen, &n);
+				if (cctx) {
+					memcpy(copy, src, PAGE);
+					enc = page_encode(cctx, copy, data + dlen, &n);
+				} else {
+					enc = page_encode(NULL, src, data + dlen, &n);
+				}
 				/* Like QEMU's XBZRLE, not in the first pass: the cache is for the
 				 * pages that get dirty again, not for all of RAM. */
 				if (ps->dc && !r->skip_zero)

@@ -60,6 +60,7 @@ static const char usage_send[] =
     "  --compress zstd[:L]|none   page compression (default zstd level 1)\n"
     "  --channels N           parallel page connections, 1-16 (default 1)\n"
     "  --max-rounds N         pre-copy rounds before the stall policy acts (default 30)\n"
+    "  --max-bytes SIZE       bytes on the wire before it acts (default 8 x RAM)\n"
     "  --on-stall POLICY      abort (default), throttle (slow the vCPUs step by step)\n"
     "                         or raise-downtime (double the limit up to 10x)\n"
     "  --timeout S            give up after S seconds (the VM runs on here)\n"
@@ -265,6 +266,7 @@ static int send_with(json_t *args, int argc, char **argv)
 	                                     {"timeout", required_argument, NULL, 't'},
 	                                     {"switchover-hold", no_argument, NULL, 'O'},
 	                                     {"no-delta", no_argument, NULL, 'D'},
+	                                     {"max-bytes", required_argument, NULL, 'M'},
 	                                     {"delta-cache", required_argument, NULL, 'C'},
 	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"help", no_argument, NULL, 'h'},
@@ -326,6 +328,11 @@ static int send_with(json_t *args, int argc, char **argv)
 			break;
 		case 'O': json_object_set_new(args, "switchover-hold", json_true()); break;
 		case 'D': json_object_set_new(args, "delta", json_false()); break;
+		case 'M':
+			if (size_parse(optarg, &v, &err) < 0)
+				return fail(EXIT_USAGE, "--max-bytes: %s", err.msg);
+			json_object_set_new(args, "max-bytes", json_integer((json_int_t)v));
+			break;
 		case 'C':
 			if (size_parse(optarg, &v, &err) < 0)
 				return fail(EXIT_USAGE, "--delta-cache: %s", err.msg);
