@@ -541,6 +541,21 @@ void page_gens_free(struct page_gens *g)
  * @gen is not older than the page's; under the page's stripe lock so that two channels
  * never interleave on a page.
  */
+/* write_page - the copy, zeroing or XOR itself. */
+static void write_page(uint8_t *dst, const void *src, bool xor)
+{
+	const uint64_t *x = src;
+	uint64_t *d = (uint64_t *)dst;
+
+	if (xor)
+		for (unsigned i = 0; i < PAGE / 8; i++)
+			d[i] ^= x[i];
+	else if (src)
+		memcpy(dst, src, PAGE);
+	else
+		memset(dst, 0, PAGE);
+}
+
 static void put_page(struct page_gens *g, struct guest_mem *m, uint64_t gfn, uint32_t gen,
                      uint8_t *dst, const void *src, bool xor)
 {
@@ -549,25 +564,7 @@ static void put_page(struct page_gens *g, struct guest_mem *m, uint64_t gfn, uin
 	pthread_mutex_t *lk;
 
 	if (!g) {
-		if (src)
-			memcpy(dst, src, PAGE);
-		else
-			memset(dst, 0, PAGE);
-		return;
-	}
-	if (xor) {
-		const uint64_t *x = src;
-		uint64_t *d = (uint64_t *)dst;
-		sl = mem_slot_find(m, gfn << 12);
-		pn = sl->first_page + ((gfn << 12) - sl->gpa) / PAGE;
-		lk = &g->lock[pn % PAGE_GEN_LOCKS];
-		pthread_mutex_lock(lk);
-		if (gen >= g->gen[pn]) {
-			g->gen[pn] = gen;
-			for (unsigned i = 0; i < PAGE / 8; i++)
-				d[i] ^= x[i];
-		}
-		pthread_mutex_unlock(lk);
+		write_page(dst, src, xor);
 		return;
 	}
 	sl = mem_slot_find(m, gfn << 12);
@@ -576,10 +573,7 @@ static void put_page(struct page_gens *g, struct guest_mem *m, uint64_t gfn, uin
 	pthread_mutex_lock(lk);
 	if (gen >= g->gen[pn]) {
 		g->gen[pn] = gen;
-		if (src)
-			memcpy(dst, src, PAGE);
-		else
-			memset(dst, 0, PAGE);
+		write_page(dst, src, xor);
 	}
 	pthread_mutex_unlock(lk);
 }

@@ -25,6 +25,7 @@
 #include "migrate/savefile.h"
 #include "toolstack/control.h"
 #include "toolstack/size.h"
+#include "toolstack/vmsig.h"
 
 #ifndef HV_VERSION
 #define HV_VERSION "0.1.0"
@@ -74,23 +75,6 @@ static __attribute__((format(printf, 1, 2))) int die_usage(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-struct sig_ctx {
-	struct vm *vm;
-	sigset_t set;
-};
-
-/* Signals are blocked everywhere and taken here, so handlers need not be signal-safe. */
-static void *signal_thread(void *arg)
-{
-	struct sig_ctx *c = arg;
-	int sig;
-
-	while (sigwait(&c->set, &sig) == 0)
-		vm_shutdown(c->vm, VM_EXIT_REQUESTED, 128 + sig, "stopped by SIG%s",
-		            sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
-	return NULL;
-}
-
 static int parse_uint(const char *s, unsigned long *out)
 {
 	char *end;
@@ -131,11 +115,16 @@ static void report_exit(struct vm *vm, const char *name)
 static int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"name", required_argument, NULL, 'n'},    {"memory", required_argument, NULL, 'm'},
-	    {"vcpus", required_argument, NULL, 'c'},   {"accel", required_argument, NULL, 'a'},
-	    {"cmdline", required_argument, NULL, 'k'}, {"deterministic", no_argument, NULL, 'd'},
-	    {"help", no_argument, NULL, 'h'},          {"control", required_argument, NULL, 'S'},
-	    {"initrd", required_argument, NULL, 'i'},  {"preload", required_argument, NULL, 'P'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"vcpus", required_argument, NULL, 'c'},
+	    {"accel", required_argument, NULL, 'a'},
+	    {"cmdline", required_argument, NULL, 'k'},
+	    {"deterministic", no_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"control", required_argument, NULL, 'S'},
+	    {"initrd", required_argument, NULL, 'i'},
+	    {"preload", required_argument, NULL, 'P'},
 	    {0},
 	};
 	struct vm_config cfg = {.ram_size = 128ULL << 20, .nvcpus = 1};
@@ -144,9 +133,8 @@ static int cmd_run(int argc, char **argv)
 	struct control *ctl = NULL;
 	const struct accel_ops *accel;
 	struct hv_error err = {0};
-	struct sig_ctx sig;
+	static struct vmsig sig; /* the watching thread outlives this frame */
 	struct x86_state *st;
-	pthread_t sig_thread;
 	static struct vm vm;
 	unsigned long n;
 	int c, rc;
@@ -233,11 +221,7 @@ static int cmd_run(int argc, char **argv)
 		return die_usage("%s", err.msg);
 
 	/* Block before any thread exists, so every thread inherits the mask. */
-	sigemptyset(&sig.set);
-	sigaddset(&sig.set, SIGINT);
-	sigaddset(&sig.set, SIGTERM);
-	sigaddset(&sig.set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sig.set, NULL);
+	vmsig_block(&sig);
 	signal(SIGPIPE, SIG_IGN);
 
 	if (vm_create(&vm, &cfg, accel, STDOUT_FILENO, STDIN_FILENO, &err) < 0)
@@ -263,9 +247,7 @@ static int cmd_run(int argc, char **argv)
 		vm_destroy(&vm);
 		return die_usage("%s", err.msg);
 	}
-	sig.vm = &vm;
-	if (pthread_create(&sig_thread, NULL, signal_thread, &sig) == 0)
-		pthread_detach(sig_thread);
+	vmsig_watch(&sig, &vm);
 	if (vm_start(&vm, &err) < 0) {
 		control_stop(ctl);
 		vm_destroy(&vm);
@@ -323,17 +305,19 @@ static int restore_run_until(struct vm *vm, uint64_t icount, const char *save_to
 static int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"control", required_argument, NULL, 'S'}, {"paused", no_argument, NULL, 'p'},
-	    {"run-until", required_argument, NULL, 'U'}, {"save-to", required_argument, NULL, 'O'},
-	    {"help", no_argument, NULL, 'h'},           {0},
+	    {"control", required_argument, NULL, 'S'},
+	    {"paused", no_argument, NULL, 'p'},
+	    {"run-until", required_argument, NULL, 'U'},
+	    {"save-to", required_argument, NULL, 'O'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	const char *control_path = NULL, *save_to = NULL, *file;
 	unsigned long long until = 0;
 	bool paused = false;
 	struct control *ctl = NULL;
 	struct hv_error err = {0};
-	struct sig_ctx sig;
-	pthread_t sig_thread;
+	static struct vmsig sig; /* the watching thread outlives this frame */
 	static struct vm vm;
 	char *end;
 	int c, rc;
@@ -348,7 +332,8 @@ static int cmd_restore(int argc, char **argv)
 			errno = 0;
 			until = strtoull(optarg, &end, 10);
 			if (*optarg < '0' || *optarg > '9' || *end || errno || !until)
-				return die_usage("--run-until '%s': must be a positive number", optarg);
+				return die_usage("--run-until '%s': must be a positive number",
+				                 optarg);
 			break;
 		case 'O': save_to = optarg; break;
 		case 'h': fputs(usage_restore, stdout); return 0;
@@ -368,18 +353,12 @@ static int cmd_restore(int argc, char **argv)
 	if (save_to && !until)
 		return die_usage("--save-to needs --run-until");
 
-	sigemptyset(&sig.set);
-	sigaddset(&sig.set, SIGINT);
-	sigaddset(&sig.set, SIGTERM);
-	sigaddset(&sig.set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sig.set, NULL);
+	vmsig_block(&sig);
 	signal(SIGPIPE, SIG_IGN);
 
 	if (savefile_read(&vm, file, STDOUT_FILENO, STDIN_FILENO, &err) < 0)
 		return die_usage("%s", err.msg);
-	sig.vm = &vm;
-	if (pthread_create(&sig_thread, NULL, signal_thread, &sig) == 0)
-		pthread_detach(sig_thread);
+	vmsig_watch(&sig, &vm);
 	if (until) {
 		rc = restore_run_until(&vm, until, save_to);
 		vm_destroy(&vm);

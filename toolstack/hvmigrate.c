@@ -26,6 +26,7 @@
 #include "toolstack/control.h"
 #include "toolstack/ctlconn.h"
 #include "toolstack/size.h"
+#include "toolstack/vmsig.h"
 
 #ifndef HV_VERSION
 #define HV_VERSION "0.1.0"
@@ -394,22 +395,6 @@ struct recv_opts {
 	int accept_ms;
 };
 
-struct sig_ctx {
-	sigset_t set;
-	struct vm *vm;
-};
-
-static void *signal_thread(void *arg)
-{
-	struct sig_ctx *c = arg;
-	int sig;
-
-	while (sigwait(&c->set, &sig) == 0)
-		vm_shutdown(c->vm, VM_EXIT_REQUESTED, 128 + sig, "stopped by SIG%s",
-		            sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
-	return NULL;
-}
-
 /* The control path for migration number @seq of VM @name (see usage_recv). */
 static void control_path(char *out, size_t cap, const char *tmpl, const char *name, int seq,
                          bool keep)
@@ -472,8 +457,7 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	struct incoming_stats st;
 	struct hv_error err = {0};
 	struct control *ctl = NULL;
-	struct sig_ctx sig;
-	pthread_t sig_thread;
+	static struct vmsig sig; /* the watching thread outlives this frame */
 	int out = STDOUT_FILENO, rc;
 	char path[256];
 
@@ -482,11 +466,7 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 		if (out < 0)
 			return fail(EXIT_FAIL, "%s: %s", o->console, strerror(errno));
 	}
-	sigemptyset(&sig.set);
-	sigaddset(&sig.set, SIGINT);
-	sigaddset(&sig.set, SIGTERM);
-	sigaddset(&sig.set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sig.set, NULL);
+	vmsig_block(&sig);
 	/*
 	 * A connection that fails before it has described a VM (a port scanner, a client
 	 * with the wrong certificate, plaintext against TLS) is refused and logged; the
@@ -511,9 +491,7 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	else
 		chan_listener_close(l);
 	recv_summary(&st, &vm, o->json, o->console ? stdout : stderr);
-	sig.vm = &vm;
-	if (pthread_create(&sig_thread, NULL, signal_thread, &sig) == 0)
-		pthread_detach(sig_thread);
+	vmsig_watch(&sig, &vm);
 	if (o->control) {
 		control_path(path, sizeof(path), o->control, vm.cfg.name, seq, o->keep);
 		if (!(ctl = control_start(&vm, path, &err)))
