@@ -634,9 +634,11 @@ struct chan *chan_accept(struct chan_listener *l, struct chan_tls *tls, int time
 		pthread_mutex_unlock(&l->lock);
 		if (atomic_load(&l->u.aborted)) /* aborted before it could see @c */
 			chan_abort(c);
-		c->op_ms = timeout_ms;
-		c->tls = chan_tls_start(c, tls, NULL, NULL, chan_deadline(timeout_ms), c->rbuf,
-		                        CHAN_BUF, &c->rlen, err);
+		/* However long the wait for a peer, a handshake that stalls is dropped. */
+		int hs_ms = timeout_ms < 0 ? CHAN_HANDSHAKE_MS : timeout_ms;
+		c->op_ms = hs_ms;
+		c->tls = chan_tls_start(c, tls, NULL, NULL, chan_deadline(hs_ms), c->rbuf, CHAN_BUF,
+		                        &c->rlen, err);
 		r = c->tls ? 0 : -1;
 		pthread_mutex_lock(&l->lock);
 		l->handshaking = NULL;

@@ -29,14 +29,15 @@
 #include "hv/error.h"
 #include "migrate/stream.h"
 
-#define CHAN_ADDR_MAX 300
+#define CHAN_ADDR_MAX     300
+#define CHAN_HANDSHAKE_MS 10000 /* an unbounded chan_accept's bound on the TLS handshake */
 
 struct chan_addr {
-	int family;        /* AF_INET or AF_INET6 for tcp: (after resolution), AF_UNIX */
-	bool tcp;          /* tcp:HOST:PORT (family resolved at connect/listen) */
-	char host[256];    /* tcp: without brackets */
-	uint16_t port;     /* tcp: 0 lets the kernel pick when listening */
-	char path[108];    /* unix: */
+	int family;               /* AF_INET or AF_INET6 for tcp: (after resolution), AF_UNIX */
+	bool tcp;                 /* tcp:HOST:PORT (family resolved at connect/listen) */
+	char host[256];           /* tcp: without brackets */
+	uint16_t port;            /* tcp: 0 lets the kernel pick when listening */
+	char path[108];           /* unix: */
 	char text[CHAN_ADDR_MAX]; /* as given, for messages */
 };
 
@@ -59,8 +60,7 @@ struct chan_tls;
  * chan_tls_new - load and check the files (readable, key matches certificate) and build a
  * context for the @server or client side. NULL with @err naming the file at fault.
  */
-struct chan_tls *chan_tls_new(const struct chan_tls_config *cfg, bool server,
-                              struct hv_error *err);
+struct chan_tls *chan_tls_new(const struct chan_tls_config *cfg, bool server, struct hv_error *err);
 void chan_tls_free(struct chan_tls *tls);
 
 struct chan;
@@ -88,7 +88,8 @@ void chan_listener_close(struct chan_listener *l);
 
 /*
  * chan_accept - wait up to @timeout_ms (-1: forever) for a connection and, with @tls
- * non-NULL, complete the server side of the TLS handshake (also bounded by @timeout_ms).
+ * non-NULL, complete the server side of the TLS handshake (also bounded by @timeout_ms,
+ * or by CHAN_HANDSHAKE_MS when that is -1: a stalled client never holds the listener).
  * NULL with @err on timeout, a failed handshake (the client is dropped) or an error.
  * chan_listener_abort() from another thread makes a waiting chan_accept fail at once.
  */

@@ -40,7 +40,47 @@ struct incoming {
 	unsigned nch;
 	struct page_gens gens;
 	_Atomic bool failed; /* a channel failed: the main thread's read was cut */
+	bool go;             /* under cur_lock: GO came, the VM is ours */
 };
+
+/*
+ * The migration incoming_run is receiving, for incoming_abort (a signal handler's
+ * thread). Connections are published under cur_lock, so an abort never misses one.
+ */
+static pthread_mutex_t cur_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct incoming *cur;
+static struct chan_listener *cur_l;
+static bool aborted; /* under cur_lock; for good: the process is on its way out */
+
+void incoming_abort(void)
+{
+	pthread_mutex_lock(&cur_lock);
+	if (!cur || !cur->go) {
+		aborted = true;
+		if (cur_l)
+			chan_listener_abort(cur_l);
+		if (cur && cur->main)
+			chan_abort(cur->main);
+		for (unsigned i = 0; cur && i < MIG_CHANNELS_MAX; i++)
+			if (cur->ch[i].c)
+				chan_abort(cur->ch[i].c);
+	}
+	pthread_mutex_unlock(&cur_lock);
+}
+
+/* publish - make @c (just accepted) abortable; false if an abort came first. */
+static bool publish(struct chan **slot, struct chan *c)
+{
+	bool ok;
+
+	pthread_mutex_lock(&cur_lock);
+	*slot = c;
+	ok = !aborted;
+	if (!ok)
+		chan_abort(c);
+	pthread_mutex_unlock(&cur_lock);
+	return ok;
+}
 
 static uint64_t now_ns(void)
 {
@@ -103,41 +143,56 @@ out:
 	return NULL;
 }
 
-/* Accept the page connections of migration @id. */
+/*
+ * Accept the page connections of migration @hello->id. A connection that is not one of
+ * them (another source trying this receiver meanwhile, a scanner) is dropped and the
+ * wait goes on: it must not fail the migration in progress.
+ */
 static int accept_channels(struct incoming *in, struct chan_listener *l, struct chan_tls *tls,
                            const struct mig_msg *hello, struct hv_error *err)
 {
-	for (unsigned n = 0; n < hello->channels; n++) {
+	unsigned strays = 0;
+
+	for (unsigned n = 0; n < hello->channels;) {
+		struct hv_error e = {0};
 		struct mig_msg msg;
-		struct chan *c = chan_accept(l, tls, HANDSHAKE_TIMEOUT_MS, err);
+		struct chan *c = chan_accept(l, tls, HANDSHAKE_TIMEOUT_MS, &e);
 		struct stream s;
 		struct in_chan *ic;
 
-		if (!c)
-			return -1;
-		chan_set_timeout(c, HANDSHAKE_TIMEOUT_MS);
-		if (stream_open_read_io(&s, &chan_stream_io, c, chan_peer(c), err) < 0 ||
-		    mig_msg_expect(&s, REC_MIG_CHANNEL, &msg, err) < 0) {
-			stream_close(&s);
-			chan_close(c);
-			return -1;
+		if (!c) {
+			/* A handshake that failed is a stray; the wait itself ending is not. */
+			if (e.code == ETIMEDOUT || e.code == ECANCELED || ++strays > 16) {
+				if (err)
+					*err = e;
+				return -1;
+			}
+			continue;
 		}
-		if (memcmp(msg.id, hello->id, sizeof(msg.id)) || msg.index >= hello->channels ||
+		chan_set_timeout(c, HANDSHAKE_TIMEOUT_MS);
+		if (stream_open_read_io(&s, &chan_stream_io, c, chan_peer(c), &e) < 0 ||
+		    mig_msg_expect(&s, REC_MIG_CHANNEL, &msg, &e) < 0 ||
+		    memcmp(msg.id, hello->id, sizeof(msg.id)) || msg.index >= hello->channels ||
 		    in->ch[msg.index].c) {
 			stream_close(&s);
 			chan_close(c);
-			return hv_fail(err, EPROTO,
-			               "%s: a connection that is not a page channel of this "
-			               "migration (wrong id or channel index %u)",
-			               chan_peer(in->main), msg.index);
+			if (++strays > 16)
+				return hv_fail(
+				    err, EPROTO,
+				    "%s: too many connections that are not page channels "
+				    "of this migration",
+				    chan_peer(in->main));
+			continue;
 		}
 		ic = &in->ch[msg.index];
 		ic->in = in;
-		ic->c = c;
 		ic->s = s;
 		ic->open = true;
+		if (!publish(&ic->c, c))
+			return hv_fail(err, ECANCELED, "interrupted");
 		chan_set_timeout(c, -1);
 		in->nch++;
+		n++;
 	}
 	return 0;
 }
@@ -275,10 +330,26 @@ int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, b
 	uint64_t t0, t;
 	int rc = -1;
 
+	struct chan *c;
+
 	memset(vm, 0, sizeof(*vm));
-	in.main = chan_accept(l, tls, accept_ms, err);
-	if (!in.main)
-		return -1;
+	pthread_mutex_lock(&cur_lock);
+	cur = &in;
+	cur_l = l;
+	c = aborted ? NULL : (struct chan *)1;
+	pthread_mutex_unlock(&cur_lock);
+	if (!c) {
+		hv_fail(err, ECANCELED, "interrupted");
+		goto out;
+	}
+	c = chan_accept(l, tls, accept_ms, err);
+	if (!c)
+		goto out;
+	st.accepted = true;
+	if (!publish(&in.main, c)) {
+		hv_fail(err, ECANCELED, "interrupted");
+		goto out;
+	}
 	t0 = now_ns();
 	snprintf(st.source, sizeof(st.source), "%s", chan_peer(in.main));
 	if (chan_tls_version(in.main))
@@ -357,6 +428,13 @@ int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, b
 		        why);
 		goto out;
 	}
+	pthread_mutex_lock(&cur_lock);
+	in.go = !aborted; /* from here on a signal is the VM's to handle, not ours */
+	pthread_mutex_unlock(&cur_lock);
+	if (!in.go) {
+		hv_fail(err, ECANCELED, "interrupted before the switchover completed");
+		goto out;
+	}
 	t = now_ns();
 	trace(t0, "GO");
 	paused = paused || !so.value; /* a paused source VM stays paused */
@@ -393,6 +471,10 @@ out:
 				break;
 			}
 	}
+	pthread_mutex_lock(&cur_lock);
+	cur = NULL;
+	cur_l = NULL;
+	pthread_mutex_unlock(&cur_lock);
 	cleanup(&in);
 	if (rc < 0 && ld && vmstate_loader_created(ld))
 		vm_destroy(vm);

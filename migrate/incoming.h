@@ -20,6 +20,7 @@
 #include "migrate/chan.h"
 
 struct incoming_stats {
+	bool accepted;              /* a connection came (the wait did not just time out) */
 	bool vm_created;            /* the peer got as far as VM_CONFIG */
 	char source[CHAN_ADDR_MAX]; /* the main connection's peer */
 	char tls_version[16];       /* "" for plaintext */
@@ -49,5 +50,12 @@ extern int incoming_timeout_ms;
 int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, bool paused,
                  struct vm *vm, int console_out, int console_in, struct incoming_stats *st,
                  struct hv_error *err);
+
+/*
+ * incoming_abort - from any thread (a signal's): make incoming_run, now or later, fail
+ * at once with ECANCELED unless GO has already come (the VM is then the caller's to
+ * stop). For good: meant for a process on its way out.
+ */
+void incoming_abort(void);
 
 #endif

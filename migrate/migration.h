@@ -94,7 +94,8 @@ struct mig_stats {
 	uint64_t downtime_limit_ms;
 	unsigned throttle_pct;
 	uint64_t bytes_wire; /* all channels, TLS included */
-	uint64_t pages_sent; /* page entries sent, zero ones included */
+	uint64_t pages_sent; /* pages dealt with: entries sent (zero ones included) plus the
+	                      * zero pages the first pass leaves out */
 	uint64_t pages_zero; /* of them, zero pages (sent as a bit or skipped) */
 	uint64_t pages_zstd, pages_raw;
 	uint64_t pages_delta; /* sent as a delta against their previous version */

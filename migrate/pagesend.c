@@ -193,7 +193,7 @@ static void *worker(void *arg)
 	for (;;) {
 		uint64_t w = atomic_fetch_add(&r->cursor, CLAIM_WORDS), end = w + CLAIM_WORDS;
 		uint64_t stretch = w / CLAIM_WORDS;
-		uint32_t count = 0, zero = 0, zstd = 0, raw = 0, delta = 0;
+		uint32_t count = 0, zero = 0, skipped = 0, zstd = 0, raw = 0, delta = 0;
 		size_t dlen = 0;
 
 		if (w >= r->nwords || atomic_load(&r->failed))
@@ -234,8 +234,10 @@ static void *worker(void *arg)
 					                &n, xbuf, tmp);
 				if (enc == PAGE_ENC_ZERO) {
 					zero++;
-					if (r->skip_zero)
+					if (r->skip_zero) {
+						skipped++;
 						continue;
+					}
 				} else if (enc == PAGE_ENC_ZSTD) {
 					zstd++;
 				} else if (enc == PAGE_ENC_DELTA) {
@@ -248,6 +250,7 @@ static void *worker(void *arg)
 			}
 		}
 		atomic_fetch_add(&ps->pages_zero, zero);
+		atomic_fetch_add(&ps->pages_skipped, skipped);
 		atomic_fetch_add(&ps->pages_zstd, zstd);
 		atomic_fetch_add(&ps->pages_raw, raw);
 		atomic_fetch_add(&ps->pages_delta, delta);

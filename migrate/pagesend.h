@@ -57,7 +57,10 @@ struct page_sender {
 	_Atomic bool *cancel;
 	struct delta_cache *dc; /* NULL: no delta encoding */
 	/* totals over all rounds */
-	_Atomic uint64_t pages_sent, pages_zero, pages_zstd, pages_raw, pages_delta, bytes_out;
+	/* pages_sent: entries written; pages_skipped: zero pages of the first pass, not
+	 * sent (the destination starts zeroed); pages_zero: zero pages, sent or skipped */
+	_Atomic uint64_t pages_sent, pages_skipped, pages_zero, pages_zstd, pages_raw, pages_delta;
+	_Atomic uint64_t bytes_out;
 	_Atomic uint64_t cpu_ns; /* CPU time of the workers */
 };
 

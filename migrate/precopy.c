@@ -113,7 +113,7 @@ static void update_stats(struct migration *m)
 	for (unsigned i = 0; i < m->npch; i++)
 		wire += chan_bytes_sent(m->pch[i].c);
 	m->st.bytes_wire = wire;
-	m->st.pages_sent = atomic_load(&m->ps.pages_sent) + atomic_load(&m->ps.pages_zero);
+	m->st.pages_sent = atomic_load(&m->ps.pages_sent) + atomic_load(&m->ps.pages_skipped);
 	m->st.pages_zero = atomic_load(&m->ps.pages_zero);
 	m->st.pages_zstd = atomic_load(&m->ps.pages_zstd);
 	m->st.pages_raw = atomic_load(&m->ps.pages_raw);
@@ -316,7 +316,7 @@ static int precopy(struct migration *m, struct hv_error *err)
 	pages_data_bitmap(mem, m->bitmap);
 	for (;;) {
 		uint64_t t = now_ns(), wire0, dirty = 0, est;
-		uint64_t out0 = atomic_load(&m->ps.pages_sent) + atomic_load(&m->ps.pages_zero);
+		uint64_t out0 = atomic_load(&m->ps.pages_sent) + atomic_load(&m->ps.pages_skipped);
 		double bw, rate;
 
 		update_stats(m);
@@ -342,7 +342,7 @@ static int precopy(struct migration *m, struct hv_error *err)
 			bw = (double)m->p.bandwidth;
 		{
 			uint64_t sent =
-			    atomic_load(&m->ps.pages_sent) + atomic_load(&m->ps.pages_zero) - out0;
+			    atomic_load(&m->ps.pages_sent) + atomic_load(&m->ps.pages_skipped) - out0;
 			/* Pages a second; a round too short to time is not a measure. */
 			rate = t > 1000000 && sent > 64 ? (double)sent / ((double)t / 1e9) : 0;
 			if (rate > 0)

@@ -247,7 +247,7 @@ static int cmd_run(int argc, char **argv)
 		vm_destroy(&vm);
 		return die_usage("%s", err.msg);
 	}
-	vmsig_watch(&sig, &vm);
+	vmsig_watch(&sig, &vm, NULL);
 	if (vm_start(&vm, &err) < 0) {
 		control_stop(ctl);
 		vm_destroy(&vm);
@@ -358,7 +358,7 @@ static int cmd_restore(int argc, char **argv)
 
 	if (savefile_read(&vm, file, STDOUT_FILENO, STDIN_FILENO, &err) < 0)
 		return die_usage("%s", err.msg);
-	vmsig_watch(&sig, &vm);
+	vmsig_watch(&sig, &vm, NULL);
 	if (until) {
 		rc = restore_run_until(&vm, until, save_to);
 		vm_destroy(&vm);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -119,6 +120,25 @@ static int parse_uint(const char *opt, const char *s, uint64_t max, uint64_t *ou
 }
 
 /* ---- send ---- */
+
+static bool parse_level(const char *s, uint64_t *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	return *s >= '0' && *s <= '9' && !errno && !*end && *v >= 1 && *v <= 19;
+}
+
+/* hv opens the TLS files in its own working directory: make them absolute. */
+static json_t *abs_path(const char *p)
+{
+	char *r = realpath(p, NULL);
+	json_t *j = json_string(r ? r : p); /* missing: hv reports it, by the name given */
+
+	free(r);
+	return j;
+}
 
 static volatile sig_atomic_t interrupted;
 
@@ -284,9 +304,9 @@ static int send_with(json_t *args, int argc, char **argv)
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (o) {
-		case 'c': json_object_set_new(args, "tls-cert", json_string(optarg)); break;
-		case 'k': json_object_set_new(args, "tls-key", json_string(optarg)); break;
-		case 'a': json_object_set_new(args, "tls-ca", json_string(optarg)); break;
+		case 'c': json_object_set_new(args, "tls-cert", abs_path(optarg)); break;
+		case 'k': json_object_set_new(args, "tls-key", abs_path(optarg)); break;
+		case 'a': json_object_set_new(args, "tls-ca", abs_path(optarg)); break;
 		case 'H': json_object_set_new(args, "tls-hostname", json_string(optarg)); break;
 		case 'd':
 			if (parse_uint("--downtime-ms", optarg, 3600000, &v))
@@ -302,10 +322,9 @@ static int send_with(json_t *args, int argc, char **argv)
 			colon = strchr(optarg, ':');
 			if (colon) {
 				*colon = '\0';
-				if (strcmp(optarg, "zstd") ||
-				    parse_uint("--compress zstd:", colon + 1, 19, &v))
-					return fail(EXIT_USAGE,
-					            "--compress: expected zstd[:LEVEL] or none");
+				if (strcmp(optarg, "zstd") || !parse_level(colon + 1, &v))
+					return fail(EXIT_USAGE, "--compress: expected zstd[:LEVEL] "
+					                        "(LEVEL 1-19) or none");
 				json_object_set_new(args, "zstd-level",
 				                    json_integer((json_int_t)v));
 			}
@@ -395,6 +414,20 @@ struct recv_opts {
 	int accept_ms;
 };
 
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* A signal while no VM is here: stop waiting for one (or abandon the one arriving). */
+static void on_early_signal(int sig)
+{
+	incoming_abort();
+}
+
 /* The control path for migration number @seq of VM @name (see usage_recv). */
 static void control_path(char *out, size_t cap, const char *tmpl, const char *name, int seq,
                          bool keep)
@@ -458,7 +491,8 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	struct hv_error err = {0};
 	struct control *ctl = NULL;
 	static struct vmsig sig; /* the watching thread outlives this frame */
-	int out = STDOUT_FILENO, rc;
+	int out = STDOUT_FILENO, rc, sigl;
+	uint64_t t0 = now_ns();
 	char path[256];
 
 	if (o->console) {
@@ -467,23 +501,41 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 			return fail(EXIT_FAIL, "%s: %s", o->console, strerror(errno));
 	}
 	vmsig_block(&sig);
+	vmsig_watch(&sig, NULL, on_early_signal);
 	/*
 	 * A connection that fails before it has described a VM (a port scanner, a client
-	 * with the wrong certificate, plaintext against TLS) is refused and logged; the
-	 * receiver waits on for the real migration. Later failures end it.
+	 * with the wrong certificate, plaintext against TLS, one that says nothing) is
+	 * refused and logged; the receiver waits on for the real migration, until its
+	 * --timeout. Later failures end it; so does a signal before the switchover.
 	 */
 	for (;;) {
-		rc = incoming_run(l, tls, o->accept_ms, o->paused, &vm, out,
-		                  o->console ? -1 : STDIN_FILENO, &st, &err);
-		if (rc == 0 || st.vm_created || err.code == ETIMEDOUT || accepted_fd >= 0)
+		int left = o->accept_ms;
+		if (o->accept_ms >= 0) {
+			left = o->accept_ms - (int)((now_ns() - t0) / 1000000);
+			if (left < 0)
+				left = 0;
+		}
+		rc = incoming_run(l, tls, left, o->paused, &vm, out, o->console ? -1 : STDIN_FILENO,
+		                  &st, &err);
+		if (rc == 0 || st.vm_created || accepted_fd >= 0 || vmsig_pending(&sig))
+			break;
+		/* The wait itself ended (its time is up, or it was aborted). */
+		if (!st.accepted &&
+		    (err.code == ECANCELED ||
+		     (o->accept_ms >= 0 && now_ns() - t0 >= (uint64_t)o->accept_ms * 1000000)))
 			break;
 		fprintf(stderr, "hvmigrate: refused a connection: %s\n", err.msg);
+		if (!st.accepted) /* the listener itself failed: do not spin on it */
+			usleep(10000);
 	}
 	if (accepted_fd >= 0) { /* --keep-listening: the parent may accept the next one */
 		if (write(accepted_fd, "x", 1) < 0) { /* the parent is gone: fine */
 		}
 		close(accepted_fd);
 	}
+	if (rc < 0 && vmsig_pending(&sig))
+		return fail(128 + vmsig_pending(&sig), "interrupted by SIG%s; no VM was received",
+		            sigabbrev_np(vmsig_pending(&sig)) ?: "?");
 	if (rc < 0)
 		return fail(EXIT_FAIL, "%s", err.msg);
 	if (accepted_fd >= 0)
@@ -491,7 +543,11 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	else
 		chan_listener_close(l);
 	recv_summary(&st, &vm, o->json, o->console ? stdout : stderr);
-	vmsig_watch(&sig, &vm);
+	/* A signal after GO: the VM was ours already, and goes the way of any VM told so. */
+	sigl = vmsig_set_vm(&sig, &vm);
+	if (sigl)
+		vm_shutdown(&vm, VM_EXIT_REQUESTED, 128 + sigl, "stopped by SIG%s",
+		            sigabbrev_np(sigl) ?: "?");
 	if (o->control) {
 		control_path(path, sizeof(path), o->control, vm.cfg.name, seq, o->keep);
 		if (!(ctl = control_start(&vm, path, &err)))
@@ -510,7 +566,7 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 /* --keep-listening: a child per migration; the parent waits until it has accepted. */
 static int recv_loop(struct chan_listener *l, struct chan_tls *tls, struct recv_opts *o)
 {
-	for (int seq = 1;; seq++) {
+	for (int seq = 1;;) {
 		struct pollfd p = {.fd = chan_listener_fd(l), .events = POLLIN};
 		int pfd[2];
 		pid_t pid;
@@ -523,6 +579,7 @@ static int recv_loop(struct chan_listener *l, struct chan_tls *tls, struct recv_
 		if (pipe2(pfd, O_CLOEXEC) < 0)
 			return fail(EXIT_FAIL, "pipe: %s", strerror(errno));
 		pid = fork();
+		seq++;
 		if (pid < 0)
 			return fail(EXIT_FAIL, "fork: %s", strerror(errno));
 		if (pid == 0) {
@@ -530,14 +587,15 @@ static int recv_loop(struct chan_listener *l, struct chan_tls *tls, struct recv_
 			close(pfd[0]);
 			if (chan_listener_after_fork(l, &err) < 0)
 				_exit(fail(EXIT_FAIL, "%s", err.msg));
-			_exit(recv_one(l, tls, o, seq, pfd[1]));
+			_exit(recv_one(l, tls, o, seq - 1, pfd[1]));
 		}
 		close(pfd[1]);
 		/* The child accepts the main and the page connections, then says so (or dies). */
 		while (read(pfd[0], &x, 1) < 0 && errno == EINTR)
 			;
 		close(pfd[0]);
-		fprintf(stderr, "hvmigrate: migration %d handed to process %d\n", seq, (int)pid);
+		fprintf(stderr, "hvmigrate: migration %d handed to process %d\n", seq - 1,
+		        (int)pid);
 	}
 }
 
@@ -606,7 +664,8 @@ static int cmd_recv(int argc, char **argv)
 		return fail(EXIT_FAIL, "%s", err.msg);
 	}
 	if (a.tcp)
-		fprintf(stderr, "hvmigrate: listening on tcp:%s:%u%s\n", a.host,
+		fprintf(stderr, "hvmigrate: listening on tcp:%s%s%s:%u%s\n",
+		        strchr(a.host, ':') ? "[" : "", a.host, strchr(a.host, ':') ? "]" : "",
 		        chan_listener_port(l), tls ? " (TLS)" : "");
 	else
 		fprintf(stderr, "hvmigrate: listening on %s%s\n", a.text, tls ? " (TLS)" : "");

@@ -1,7 +1,6 @@
 /*
  * vmsig.c - signals that end the VM, taken on a thread of their own.
  */
-#include <pthread.h>
 #include <string.h>
 
 #include "toolstack/vmsig.h"
@@ -13,7 +12,10 @@ void vmsig_block(struct vmsig *s)
 	sigaddset(&s->set, SIGTERM);
 	sigaddset(&s->set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &s->set, NULL);
+	pthread_mutex_init(&s->lock, NULL);
 	s->vm = NULL;
+	s->before = NULL;
+	s->pending = 0;
 }
 
 static void *watch(void *arg)
@@ -21,17 +23,54 @@ static void *watch(void *arg)
 	struct vmsig *s = arg;
 	int sig;
 
-	while (sigwait(&s->set, &sig) == 0)
-		vm_shutdown(s->vm, VM_EXIT_REQUESTED, 128 + sig, "stopped by SIG%s",
-		            sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+	while (sigwait(&s->set, &sig) == 0) {
+		struct vm *vm;
+		void (*before)(int);
+
+		pthread_mutex_lock(&s->lock);
+		vm = s->vm;
+		before = s->before;
+		if (!vm && !s->pending)
+			s->pending = sig;
+		pthread_mutex_unlock(&s->lock);
+		if (vm)
+			vm_shutdown(vm, VM_EXIT_REQUESTED, 128 + sig, "stopped by SIG%s",
+			            sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+		else if (before)
+			before(sig);
+	}
 	return NULL;
 }
 
-void vmsig_watch(struct vmsig *s, struct vm *vm)
+void vmsig_watch(struct vmsig *s, struct vm *vm, void (*before)(int sig))
 {
 	pthread_t t;
 
+	pthread_mutex_lock(&s->lock);
 	s->vm = vm;
+	s->before = before;
+	pthread_mutex_unlock(&s->lock);
 	if (pthread_create(&t, NULL, watch, s) == 0)
 		pthread_detach(t);
+}
+
+int vmsig_set_vm(struct vmsig *s, struct vm *vm)
+{
+	int sig;
+
+	pthread_mutex_lock(&s->lock);
+	s->vm = vm;
+	sig = s->pending;
+	pthread_mutex_unlock(&s->lock);
+	return sig;
+}
+
+int vmsig_pending(struct vmsig *s)
+{
+	int sig;
+
+	pthread_mutex_lock(&s->lock);
+	sig = s->pending;
+	pthread_mutex_unlock(&s->lock);
+	return sig;
 }

@@ -45,7 +45,10 @@ expect() { # expect NAME PATTERN TEXT
 }
 
 passes() { grep -c '^memtouch pass' "$1" 2>/dev/null || true; }
-last_pass() { grep -a '^memtouch pass [0-9]*$' "$1" | tail -n 1 | awk '{print $3}'; }
+# complete_lines FILE: FILE without a last line the switchover cut short (the rest of
+# that line went to the other console).
+complete_lines() { if [ -n "$(tail -c 1 "$1")" ]; then head -n -1 "$1"; else cat "$1"; fi; }
+last_pass() { complete_lines "$1" | grep -a '^memtouch pass [0-9]*$' | tail -n 1 | awk '{print $3}'; }
 first_pass() { grep -a '^memtouch pass [0-9]*$' "$1" | head -n 1 | awk '{print $3}'; }
 
 # wait_for FILE PATTERN [TENTHS]: until FILE has a line matching PATTERN.
@@ -174,8 +177,9 @@ group_modes() {
 		else
 			start_dst "$name" "unix:$T/$name.mig"
 		fi
+		# A generous limit: these check transports, not convergence on a loaded machine.
 		# shellcheck disable=SC2086
-		migrate "$name" "$DST_ADDR" $opts
+		migrate "$name" "$DST_ADDR" $opts --downtime-ms 3000
 		[ "$SEND_RC" = 0 ] && ok "$name: send exit 0" || fail "$name: send exit $SEND_RC: $SEND_ERR"
 		expect "$name: summary" '"result":"completed".*' "$SEND_SUMMARY"
 		for k in total_ms downtime_ms bytes_wire pages_sent pages_zero throughput_mbps; do
@@ -190,7 +194,7 @@ group_modes() {
 		start_src v6
 		start_dst v6 'tcp:[::1]:0'
 		DST_ADDR="tcp:[::1]:$(sed -n 's/.*listening on tcp:.*:\([0-9]*\).*/\1/p' "$DST_ERR")"
-		migrate v6 "$DST_ADDR" --channels 2
+		migrate v6 "$DST_ADDR" --channels 2 --downtime-ms 3000
 		[ "$SEND_RC" = 0 ] && ok "v6: send exit 0" || fail "v6: send exit $SEND_RC: $SEND_ERR"
 		check_moved v6
 	else
@@ -210,7 +214,8 @@ group_tls() {
 		local name="tls-${mode// /-}"
 		start_src "$name"
 		start_dst "$name" tcp:127.0.0.1:0 "${TLS_SRV[@]}"
-		migrate "$name" "$DST_ADDR" "${TLS_CLI[@]}" --compress "${mode% *}" --channels "${mode#* }"
+		migrate "$name" "$DST_ADDR" "${TLS_CLI[@]}" --compress "${mode% *}" --channels "${mode#* }" \
+			--downtime-ms 3000
 		[ "$SEND_RC" = 0 ] && ok "$name: send exit 0" || fail "$name: send exit $SEND_RC: $SEND_ERR"
 		expect "$name: summary says TLS 1.3" '"tls":"TLSv1.3"' "$SEND_SUMMARY"
 		expect "$name: receiver says TLS 1.3" 'over TLSv1.3' "$(cat "$DST_ERR")"
@@ -235,7 +240,7 @@ group_tls() {
 		fail "receiver gave up: $(cat "$DST_ERR")"
 	expect "receiver logs the refusals" 'refused a connection' "$(cat "$DST_ERR")"
 	# ... and then takes the real migration.
-	migrate tls-after "$DST_ADDR" "${TLS_CLI[@]}"
+	migrate tls-after "$DST_ADDR" "${TLS_CLI[@]}" --downtime-ms 3000
 	[ "$SEND_RC" = 0 ] && ok "TLS after refusals: exit 0" || fail "TLS after refusals: $SEND_RC $SEND_ERR"
 	check_moved tls-bad
 
@@ -254,7 +259,8 @@ group_tls() {
 group_stall() {
 	local policy name
 	# dirtyrate rewriting whole pages of a 16 MiB working set as fast as it can (about
-	# 190 MB/s here) against a 32 MiB/s link: every round finds the set dirty again.
+	# 190 MB/s here, less on a loaded machine) against a 16 MiB/s link: every round finds
+	# the set dirty again.
 	for policy in abort throttle raise-downtime; do
 		name=stall-$policy
 		SRC_OUT=$T/$name.src.out
@@ -266,7 +272,7 @@ group_stall() {
 		PIDS+=("$SRC_PID")
 		wait_for "$SRC_OUT" 'dirtyrate' 50
 		start_dst "$name" tcp:127.0.0.1:0
-		migrate "$name" "$DST_ADDR" --bandwidth 32M --compress none --max-rounds 6 \
+		migrate "$name" "$DST_ADDR" --bandwidth 16M --compress none --max-rounds 6 \
 			--on-stall "$policy"
 		case $policy in
 		abort)
