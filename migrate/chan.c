@@ -755,6 +755,17 @@ void chan_close(struct chan *c)
 	free(c);
 }
 
+uint64_t chan_rtt_us(const struct chan *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	/* The kernel's smoothed round trip of the TCP connection; Unix sockets have none. */
+	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return 0;
+	return ti.tcpi_rtt;
+}
+
 bool chan_peer_gone(const struct chan *c)
 {
 	struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};

@@ -130,6 +130,9 @@ void chan_abort(struct chan *c);
 /* chan_close - close the connection (a TLS close_notify is sent when possible) and free. */
 void chan_close(struct chan *c);
 
+/* chan_rtt_us - the connection's round trip as TCP measures it (0 for Unix sockets). */
+uint64_t chan_rtt_us(const struct chan *c);
+
 /*
  * chan_peer_gone - the peer has closed or shut down its end (a FIN or a reset is
  * pending), without reading anything. For a last check before a point of no return.
