@@ -27,6 +27,8 @@ struct in_chan {
 	pthread_t thread;
 	bool started;
 	uint64_t pages;
+	uint32_t synced; /* under in->sync_lock: the last MIG_SYNC applied through */
+	bool ended;      /* under in->sync_lock: the thread is done (END or failure) */
 	int rc;
 	struct hv_error err;
 };
@@ -40,7 +42,9 @@ struct incoming {
 	unsigned nch;
 	struct page_gens gens;
 	_Atomic bool failed; /* a channel failed: the main thread's read was cut */
-	bool go;             /* under cur_lock: GO came, the VM is ours */
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_cond; /* a channel passed a MIG_SYNC or ended */
+	bool go;                  /* under cur_lock: GO came, the VM is ours */
 };
 
 /*
@@ -117,6 +121,16 @@ static void *chan_main(void *arg)
 		goto out;
 	}
 	while ((got = stream_read(&ic->s, &r, &ic->err)) > 0) {
+		if (r.type == REC_MIG_SYNC) {
+			struct mig_msg m;
+			if (mig_msg_parse(&r, ic->s.name, &m, &ic->err) < 0)
+				goto out;
+			pthread_mutex_lock(&in->sync_lock);
+			ic->synced = m.gen;
+			pthread_cond_broadcast(&in->sync_cond);
+			pthread_mutex_unlock(&in->sync_lock);
+			continue;
+		}
 		if (r.type != REC_PAGE_DATA) {
 			hv_fail(&ic->err, EPROTO, "%s: record %s at offset %llu on a page channel",
 			        ic->s.name, stream_record_name(r.type), (unsigned long long)r.off);
@@ -139,6 +153,10 @@ out:
 		atomic_store(&in->failed, true);
 		chan_abort(in->main); /* wake the main thread */
 	}
+	pthread_mutex_lock(&in->sync_lock);
+	ic->ended = true;
+	pthread_cond_broadcast(&in->sync_cond);
+	pthread_mutex_unlock(&in->sync_lock);
 	ZSTD_freeDCtx(dctx);
 	return NULL;
 }
@@ -211,6 +229,33 @@ static int load_config(struct incoming *in, struct vmstate_loader *ld, struct hv
 	return 0;
 }
 
+/*
+ * catch_up - wait until every channel has applied what came before its MIG_SYNC(@gen),
+ * then tell the source (MIG_SYNCED). A channel that ended or failed ends the wait; the
+ * failure then shows on the main connection (cut by the channel).
+ */
+static int catch_up(struct incoming *in, uint32_t gen, struct hv_error *err)
+{
+	struct mig_msg m = {.type = REC_MIG_SYNCED, .gen = gen};
+	bool behind = true;
+
+	pthread_mutex_lock(&in->sync_lock);
+	while (behind) {
+		behind = false;
+		for (unsigned i = 0; i < in->nch; i++)
+			if (!in->ch[i].ended && in->ch[i].synced < gen)
+				behind = true;
+		if (behind)
+			pthread_cond_wait(&in->sync_cond, &in->sync_lock);
+	}
+	pthread_mutex_unlock(&in->sync_lock);
+	if (atomic_load(&in->failed))
+		return 0; /* the main read that follows fails with the channel's cause */
+	if (mig_msg_write(&in->wr, &m, err) < 0)
+		return -1;
+	return stream_flush(&in->wr, err);
+}
+
 /* Records on the main connection until SWITCHOVER. */
 static int precopy(struct incoming *in, struct vmstate_loader *ld, struct mig_msg *so,
                    struct incoming_stats *st, struct hv_error *err)
@@ -231,6 +276,8 @@ static int precopy(struct incoming *in, struct vmstate_loader *ld, struct mig_ms
 			st->rounds = so->gen;
 			if (so->gen == 2 && mig_fault("rounds"))
 				return hv_fail(err, ECONNABORTED, "fault injected in the rounds");
+			if (so->sync && catch_up(in, so->gen, err) < 0)
+				return -1;
 			break;
 		case REC_VCPU:
 		case REC_DEVICE:
@@ -323,7 +370,9 @@ int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, b
                  struct vm *vm, int console_out, int console_in, struct incoming_stats *st_out,
                  struct hv_error *err)
 {
-	struct incoming in = {.vm = vm};
+	struct incoming in = {.vm = vm,
+	                      .sync_lock = PTHREAD_MUTEX_INITIALIZER,
+	                      .sync_cond = PTHREAD_COND_INITIALIZER};
 	struct incoming_stats st = {0};
 	struct vmstate_loader *ld = NULL;
 	struct mig_msg hello, so;

@@ -10,7 +10,8 @@
 
 static bool is_mig(uint32_t type)
 {
-	return (type >= REC_MIG_HELLO && type <= REC_MIG_ERROR) || type == REC_MIG_ROUND;
+	return (type >= REC_MIG_HELLO && type <= REC_MIG_ERROR) || type == REC_MIG_ROUND ||
+	       type == REC_MIG_SYNC || type == REC_MIG_SYNCED;
 }
 
 /* The fields of each record type, saved or loaded. */
@@ -49,7 +50,12 @@ static int msg_io(struct state_io *io, struct mig_msg *m)
 	case REC_MIG_ROUND:
 		STATE_FIELD(io, "gen", &m->gen);
 		STATE_FIELD(io, "value", &m->value);
+		/* Absent in streams from before catching up existed: no wait. */
+		if (io->loading ? state_has(io, "sync") : m->sync != 0)
+			STATE_FIELD(io, "sync", &m->sync);
 		break;
+	case REC_MIG_SYNC:
+	case REC_MIG_SYNCED: STATE_FIELD(io, "gen", &m->gen); break;
 	case REC_MIG_RUNNING: STATE_FIELD(io, "value", &m->value); break;
 	case REC_MIG_ERROR: STATE_STR(io, "text", m->text, sizeof(m->text)); break;
 	default: /* ACCEPT, READY, GO: the version only */ break;
@@ -104,7 +110,8 @@ int mig_msg_expect(struct stream *s, uint32_t type, struct mig_msg *msg, struct 
 		if (!got)
 			return hv_fail(err, EPROTO, "%s: stream ended where %s was expected",
 			               s->name, stream_record_name(type));
-	} while (r.type != type && r.type == REC_MIG_ROUND); /* progress may come any time */
+		/* progress and catch-up answers may come any time */
+	} while (r.type != type && (r.type == REC_MIG_ROUND || r.type == REC_MIG_SYNCED));
 	if (r.type == REC_MIG_ERROR && type != REC_MIG_ERROR) {
 		if (mig_msg_parse(&r, s->name, msg, err) < 0)
 			return -1;

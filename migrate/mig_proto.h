@@ -8,6 +8,11 @@
  * only: MIG_ACCEPT (VM created, all channels attached), then MIG_READY or MIG_ERROR, then
  * MIG_RUNNING. Either side may send MIG_ERROR with a message before it hangs up.
  *
+ * Catching up: after a round the source puts MIG_SYNC(gen) on every page channel and
+ * sends MIG_ROUND(gen, sync); the destination answers MIG_SYNCED(gen) on main once every
+ * channel has applied everything before its MIG_SYNC. The source waits for it before it
+ * switches over, so the pause never includes pages still queued on the way.
+ *
  * Every body is a tagged-field body (hv/state_io.h) carrying the protocol version. One
  * struct holds any of them; mig_msg_read validates a received record (hostile) into it.
  */
@@ -35,7 +40,8 @@ struct mig_msg {
 	uint64_t value;                   /* ROUND: remaining bytes; SWITCHOVER: 1 if the
 	                                   * VM was running (resume it); RUNNING: microseconds
 	                                   * from GO received to vCPUs resumed */
-	char text[HV_ERROR_MSG];          /* ERROR: why */
+	uint32_t sync;           /* ROUND: page channels carry SYNC(gen); answer SYNCED(gen) */
+	char text[HV_ERROR_MSG]; /* ERROR: why */
 };
 
 /* mig_msg_write - append @msg (its type decides the fields) to @s; flushes nothing. */

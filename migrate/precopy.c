@@ -57,6 +57,7 @@ struct migration {
 	uint64_t t0_ns, pause_ns, rtt_ns;
 	double page_rate;       /* pages/s the last timed round achieved */
 	unsigned rounds_at_max; /* rounds the stall policy spent at its last step */
+	uint32_t synced;        /* the last round the destination has applied (SYNCED) */
 	bool paused_by_us;
 };
 
@@ -299,6 +300,34 @@ static int stall_action(struct migration *m, uint64_t *limit_ms, uint64_t dirty_
 	               (unsigned long long)dirty_pages, m->st.round, dirty_rate(&m->vm->mem) / 1e6);
 }
 
+/* send_sync - MIG_SYNC(@gen) on every page channel, after the round's last batch. */
+static int send_sync(struct migration *m, uint32_t gen, struct hv_error *err)
+{
+	struct mig_msg sy = {.type = REC_MIG_SYNC, .gen = gen};
+
+	for (unsigned i = 0; i < m->npch; i++)
+		if (mig_msg_write(&m->pch[i].s, &sy, err) < 0 ||
+		    stream_flush(&m->pch[i].s, err) < 0)
+			return -1;
+	return 0;
+}
+
+/* wait_synced - until the destination reports round @gen applied on every channel. */
+static int wait_synced(struct migration *m, uint32_t gen, struct hv_error *err)
+{
+	struct mig_msg msg;
+
+	if (m->synced >= gen)
+		return 0;
+	chan_set_timeout(m->main, READY_TIMEOUT_MS);
+	do {
+		if (mig_msg_expect(&m->in, REC_MIG_SYNCED, &msg, err) < 0)
+			return -1;
+	} while (msg.gen < gen);
+	m->synced = msg.gen;
+	return 0;
+}
+
 static int precopy(struct migration *m, struct hv_error *err)
 {
 	struct guest_mem *mem = &m->vm->mem;
@@ -327,7 +356,8 @@ static int precopy(struct migration *m, struct hv_error *err)
 		pthread_mutex_unlock(&m->lock);
 		if (gen == 2 && fault_at(m, "rounds", err) < 0)
 			return -1;
-		if (page_send_round(&m->ps, m->bitmap, gen, gen == 1, err) < 0)
+		if (page_send_round(&m->ps, m->bitmap, gen, gen == 1, err) < 0 ||
+		    send_sync(m, gen, err) < 0)
 			return -1;
 		if (gen == 1 && fault_at(m, "first-pass", err) < 0)
 			return -1;
@@ -363,7 +393,7 @@ static int precopy(struct migration *m, struct hv_error *err)
 		report(m);
 		{
 			struct mig_msg r = {
-			    .type = REC_MIG_ROUND, .gen = gen, .value = dirty * 4096};
+			    .type = REC_MIG_ROUND, .gen = gen, .value = dirty * 4096, .sync = 1};
 			if (mig_msg_write(&m->out, &r, err) < 0 || stream_flush(&m->out, err) < 0)
 				return -1;
 		}
@@ -377,7 +407,23 @@ static int precopy(struct migration *m, struct hv_error *err)
 			struct timespec ts = {0, HOLD_SLEEP_MS * 1000000L};
 			nanosleep(&ts, NULL);
 		} else if (est <= limit) {
-			return (int)gen; /* converged */
+			/*
+			 * Converged, if the destination has caught up: pages still queued on
+			 * the way would otherwise be applied during the pause. What the guest
+			 * dirtied while we waited joins the bitmap, and decides again.
+			 */
+			uint64_t more;
+			if (wait_synced(m, gen, err) < 0)
+				return -1;
+			more = dirty_harvest(mem, m->bitmap);
+			dirty += more;
+			est = estimate_ms(m, dirty, m->page_rate, bw);
+			pthread_mutex_lock(&m->lock);
+			m->st.remaining_bytes = dirty * 4096;
+			m->st.est_downtime_ms = est;
+			pthread_mutex_unlock(&m->lock);
+			if (est <= limit)
+				return (int)gen; /* converged */
 		} else {
 			/*
 			 * Stalled: the dirty set has not shrunk by 5 % on the best round for

@@ -51,6 +51,8 @@ const char *stream_record_name(uint32_t type)
 	case REC_MIG_RUNNING: return "MIG_RUNNING";
 	case REC_MIG_ERROR: return "MIG_ERROR";
 	case REC_MIG_ROUND: return "MIG_ROUND";
+	case REC_MIG_SYNC: return "MIG_SYNC";
+	case REC_MIG_SYNCED: return "MIG_SYNCED";
 	}
 	snprintf(buf, sizeof(buf), "type 0x%08x", type);
 	return buf;

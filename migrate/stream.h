@@ -49,7 +49,9 @@ enum stream_rec {
 	REC_MIG_GO = 21,
 	REC_MIG_RUNNING = 22,
 	REC_MIG_ERROR = 23,
-	REC_MIG_ROUND = REC_OPTIONAL | 16, /* progress, for the destination's display */
+	REC_MIG_ROUND = REC_OPTIONAL | 16,  /* progress, for the destination's display */
+	REC_MIG_SYNC = REC_OPTIONAL | 17,   /* page channel: the round's pages end here */
+	REC_MIG_SYNCED = REC_OPTIONAL | 18, /* destination: every channel applied a round */
 	REC_SOURCE_INFO = REC_OPTIONAL | 1, /* who wrote the stream; informational */
 };
 
@@ -65,7 +67,7 @@ struct stream_io {
 };
 
 struct stream {
-	int fd; /* not owned; -1 when @io carries the bytes */
+	int fd;                     /* not owned; -1 when @io carries the bytes */
 	const struct stream_io *io; /* NULL: read(2)/write(2) on @fd */
 	void *io_ctx;
 	bool writing;
@@ -101,10 +103,10 @@ int stream_write_record(struct stream *s, uint32_t type, const void *const *part
                         const size_t *lens, int n, struct hv_error *err);
 
 /* stream_open_write_io, stream_open_read_io - as the fd versions, with bytes through @io. */
-int stream_open_write_io(struct stream *s, const struct stream_io *io, void *ctx,
-                         const char *name, struct hv_error *err);
-int stream_open_read_io(struct stream *s, const struct stream_io *io, void *ctx,
-                        const char *name, struct hv_error *err);
+int stream_open_write_io(struct stream *s, const struct stream_io *io, void *ctx, const char *name,
+                         struct hv_error *err);
+int stream_open_read_io(struct stream *s, const struct stream_io *io, void *ctx, const char *name,
+                        struct hv_error *err);
 
 /* stream_write_end - write END and flush everything to the fd (no fsync). */
 int stream_write_end(struct stream *s, struct hv_error *err);

@@ -72,7 +72,7 @@ static void fixed_records(struct mig_msg *m, int *n)
 {
 	int i = 0;
 
-	memset(m, 0, sizeof(*m) * 9);
+	memset(m, 0, sizeof(*m) * 12);
 	m[i].type = REC_MIG_HELLO;
 	m[i].id[0] = 0x0123456789abcdefull;
 	m[i].id[1] = 0xfedcba9876543210ull;
@@ -99,12 +99,20 @@ static void fixed_records(struct mig_msg *m, int *n)
 	m[i++].value = 250;
 	m[i].type = REC_MIG_ERROR;
 	snprintf(m[i++].text, sizeof(m[0].text), "destination: out of memory");
+	m[i].type = REC_MIG_ROUND; /* with catching up */
+	m[i].gen = 5;
+	m[i].value = 4096;
+	m[i++].sync = 1;
+	m[i].type = REC_MIG_SYNC;
+	m[i++].gen = 5;
+	m[i].type = REC_MIG_SYNCED;
+	m[i++].gen = 5;
 	*n = i;
 }
 
 static void test_records_golden(void **state)
 {
-	struct mig_msg m[9], back;
+	struct mig_msg m[12], back;
 	struct membuf mb = {0};
 	struct stream s;
 	struct hv_error err = {0};
@@ -150,6 +158,7 @@ static void test_records_golden(void **state)
 		assert_int_equal(back.value, m[i].value);
 		assert_int_equal(back.ram_size, m[i].ram_size);
 		assert_int_equal(back.index, m[i].index);
+		assert_int_equal(back.sync, m[i].sync);
 		assert_string_equal(back.text, m[i].text);
 	}
 	stream_close(&s);
