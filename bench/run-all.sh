@@ -16,3 +16,6 @@ echo "== dirty-log overhead (harvest every 100 ms, then every 20 ms)"
 echo
 echo "== save/restore throughput: hv vs cp vs QEMU migration to a file (1 GiB image, 4 GiB zero)"
 bash "$here/saverestore.sh" "$build"
+echo
+echo "== live migration over loopback: hv vs QEMU (matrix: MIG_* variables, bench/README.md)"
+bash "$here/migration.sh" "$build"
