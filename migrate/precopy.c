@@ -343,7 +343,7 @@ static int precopy(struct migration *m, struct hv_error *err)
 	memset(m->bitmap, 0, words * 8);
 	pages_data_bitmap(mem, m->bitmap);
 	for (;;) {
-		uint64_t t = now_ns(), wire0, dirty = 0, est;
+		uint64_t t = now_ns(), t_start = t, wire0, dirty = 0, est;
 		/* Entries only: the first pass's skipped zero pages cost next to nothing and
 		 * would make the page rate look far higher than what a round can send. */
 		uint64_t out0 = atomic_load(&m->ps.pages_sent);
@@ -412,12 +412,23 @@ static int precopy(struct migration *m, struct hv_error *err)
 			 * the way would otherwise be applied during the pause. What the guest
 			 * dirtied while we waited joins the bitmap, and decides again.
 			 */
-			uint64_t more;
+			uint64_t more, applied, el;
+			double rate = m->page_rate;
 			if (wait_synced(m, gen, err) < 0)
 				return -1;
+			/*
+			 * The round from its start to the destination's SYNCED is the whole
+			 * pipeline: a destination slower than the sender shows here, and the
+			 * final round will go at that pace.
+			 */
+			applied = atomic_load(&m->ps.pages_sent) - out0;
+			el = now_ns() - t_start;
+			if (el > 1000000 && applied > 64 &&
+			    (double)applied / ((double)el / 1e9) < rate)
+				rate = (double)applied / ((double)el / 1e9);
 			more = dirty_harvest(mem, m->bitmap);
 			dirty += more;
-			est = estimate_ms(m, dirty, m->page_rate, bw);
+			est = estimate_ms(m, dirty, rate, bw);
 			pthread_mutex_lock(&m->lock);
 			m->st.remaining_bytes = dirty * 4096;
 			m->st.est_downtime_ms = est;
