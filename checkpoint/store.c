@@ -408,7 +408,13 @@ int store_put(struct store *s, const void *data, size_t len, struct blob_id *id,
 	ck_sha256(data, len, id);
 	pthread_mutex_lock(&s->mu);
 	if (!ck_lookup(s, id)) {
+		uint64_t before = s->pack_len;
+
 		rc = pack_add(s, id, data, len, err);
+		if (rc == 0) {
+			s->new_blobs++;
+			s->new_bytes += s->pack_len - before;
+		}
 		if (rc == 0 && s->pack_len >= s->pack_size)
 			rc = pack_seal(s, err);
 		/* A half-written pack cannot be trusted: drop this session's unflushed blobs. */
@@ -431,6 +437,14 @@ int store_flush(struct store *s, struct hv_error *err)
 		rc = index_write_pending(s, err);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+void store_put_stats(struct store *s, uint64_t *blobs, uint64_t *bytes)
+{
+	pthread_mutex_lock(&s->mu);
+	*blobs = s->new_blobs;
+	*bytes = s->new_bytes;
+	pthread_mutex_unlock(&s->mu);
 }
 
 bool store_has(struct store *s, const struct blob_id *id)

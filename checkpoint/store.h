@@ -104,6 +104,13 @@ int store_flush(struct store *s, struct hv_error *err);
 int store_get(struct store *s, const struct blob_id *id, void *buf, size_t cap, size_t *len,
               struct hv_error *err);
 
+/*
+ * store_put_stats - how many blobs store_put has added through this handle (not dedup
+ * hits, not zero pages) and their bytes as packed (compressed, with entry headers):
+ * what a checkpoint cost the store. Counts blobs later dropped by a failed put too.
+ */
+void store_put_stats(struct store *s, uint64_t *blobs, uint64_t *bytes);
+
 /* store_has - whether @id is known (indexed, or put in this session). */
 bool store_has(struct store *s, const struct blob_id *id);
 

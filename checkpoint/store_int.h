@@ -68,6 +68,8 @@ struct store {
 	char **bad_index; /* "index/NAME: why" for each index file skipped at open */
 	size_t nbad;
 	bool locked;
+	/* blobs this handle added to packs, and their packed bytes (store_put_stats) */
+	uint64_t new_blobs, new_bytes;
 };
 
 /* little-endian fields */

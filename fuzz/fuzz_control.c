@@ -47,6 +47,20 @@ static enum control_class stub_save(void *opaque, const char *file, bool keep, j
 	return CONTROL_FAILED;
 }
 
+/* Checks what cmd_checkpoint validated, then fails quoting the peer's path. */
+static enum control_class stub_checkpoint(void *opaque, const char *store, const char *tag,
+                                          bool full, json_t *ret, struct hv_error *err)
+{
+	if (!*store || (tag && (!*tag || strlen(tag) > 255)))
+		abort();
+	if (full) {
+		json_object_set_new(ret, "id", json_string("0123456789abcdef"));
+		return CONTROL_OK;
+	}
+	hv_fail(err, 28, "%.*s: no space left on device", (int)(strlen(store) % 61), store);
+	return CONTROL_FAILED;
+}
+
 static enum control_class stub_quit(void *opaque, struct hv_error *err)
 {
 	return CONTROL_OK;
@@ -83,6 +97,7 @@ static const struct control_ops ops = {
     .pause = stub_pause,
     .resume = stub_resume,
     .save = stub_save,
+    .checkpoint = stub_checkpoint,
     .quit = stub_quit,
     .migrate = stub_migrate,
     .migrate_status = stub_migrate_status,

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 
 #include <ev.h>
 
+#include "checkpoint/vmckpt.h"
 #include "migrate/migration.h"
 #include "migrate/savefile.h"
 #include "toolstack/control.h"
@@ -75,6 +77,10 @@ struct control {
 	char **mig_events;
 	size_t nmig_events;
 	ev_async mig_w;
+	/* The last checkpoint (its store, resolved): the next one's parent. "" when the
+	 * next must be full (none yet, or the dirty log was harvested by someone else). */
+	char ckpt_store[PATH_MAX];
+	char ckpt_parent[MANIFEST_ID_LEN + 1];
 };
 
 /* ---- clients ---- */
@@ -385,6 +391,71 @@ static enum control_class vm_do_save(void *opaque, const char *file, bool keep_r
 	return rc < 0 ? CONTROL_FAILED : CONTROL_OK;
 }
 
+static bool mig_active(struct control *ctl);
+
+/*
+ * Pause, checkpoint, resume. This step is not live: the VM stays paused while its pages
+ * go to the store. No STATE_CHANGE is announced for so short a pause: the loop compares
+ * the state only after the resume, when it is "running" again.
+ */
+static enum control_class vm_do_checkpoint(void *opaque, const char *path, const char *tag,
+                                           bool full, json_t *ret, struct hv_error *err)
+{
+	struct control *ctl = opaque;
+	struct vm *vm = ctl->vm;
+	enum vm_state st = vm_state_now(vm);
+	bool was_running = st == VM_RUNNING;
+	struct ckpt_opts o = {.full = full, .tags = &tag, .ntags = tag ? 1 : 0};
+	struct ckpt_result r;
+	char resolved[PATH_MAX];
+	struct store *s = NULL;
+	struct timespec t0;
+	double pause_s;
+	int rc;
+
+	if (mig_active(ctl)) {
+		hv_fail(err, EBUSY, "a migration is in progress (it owns the dirty log)");
+		return CONTROL_INVALID_STATE;
+	}
+	if (st != VM_RUNNING && st != VM_PAUSED) {
+		hv_fail(err, EINVAL, "cannot checkpoint a VM that is %s", state_name(st));
+		return CONTROL_INVALID_STATE;
+	}
+	/* Open (reading every index file) before pausing: it is not the guest's time. */
+	if (ckpt_open_store(path, true, &s, err) < 0)
+		return CONTROL_FAILED;
+	if (!realpath(path, resolved))
+		snprintf(resolved, sizeof(resolved), "%s", path);
+	o.parent = strcmp(resolved, ctl->ckpt_store) ? NULL : ctl->ckpt_parent;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (was_running && vm_pause(vm, err) < 0) {
+		store_close(s);
+		sync_state(ctl);
+		return CONTROL_INVALID_STATE;
+	}
+	rc = ckpt_take(vm, s, &o, &r, err);
+	if (was_running)
+		vm_resume(vm, NULL); /* fails only if the VM shut down meanwhile */
+	pause_s = seconds_since(&t0);
+	store_close(s);
+	sync_state(ctl);
+	if (rc < 0) {
+		/* The dirty log may have been harvested: the old parent is no base now. */
+		ctl->ckpt_parent[0] = '\0';
+		return CONTROL_FAILED;
+	}
+	snprintf(ctl->ckpt_store, sizeof(ctl->ckpt_store), "%s", resolved);
+	memcpy(ctl->ckpt_parent, r.id, sizeof(ctl->ckpt_parent));
+	json_object_set_new(ret, "id", json_string(r.id));
+	json_object_set_new(ret, "full", json_boolean(r.full));
+	json_object_set_new(ret, "pause_ms", json_real(pause_s * 1e3));
+	json_object_set_new(ret, "duration_ms", json_real((double)r.duration_ns / 1e6));
+	json_object_set_new(ret, "pages_written", json_integer((json_int_t)r.pages_written));
+	json_object_set_new(ret, "blobs_stored", json_integer((json_int_t)r.blobs_stored));
+	json_object_set_new(ret, "bytes_stored", json_integer((json_int_t)r.bytes_stored));
+	return CONTROL_OK;
+}
+
 /* ---- live migration ---- */
 
 /* On the migration thread: queue the event, wake the loop. */
@@ -465,6 +536,8 @@ static enum control_class vm_do_migrate(void *opaque, const struct mig_params *p
 		return CONTROL_INVALID_STATE;
 	}
 	migration_free(ctl->mig); /* the last one, finished */
+	/* The migration harvests and stops the dirty log: the next checkpoint is full. */
+	ctl->ckpt_parent[0] = '\0';
 	ctl->mig = migration_start(ctl->vm, p, mig_progress, ctl, err);
 	if (!ctl->mig)
 		return CONTROL_FAILED;
@@ -757,6 +830,7 @@ struct control *control_start(struct vm *vm, const char *path, struct hv_error *
 	                                .pause = vm_do_pause,
 	                                .resume = vm_do_resume,
 	                                .save = vm_do_save,
+	                                .checkpoint = vm_do_checkpoint,
 	                                .quit = vm_do_quit,
 	                                .migrate = vm_do_migrate,
 	                                .migrate_status = vm_do_migrate_status,

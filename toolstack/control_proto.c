@@ -146,6 +146,49 @@ static enum control_class cmd_save(const struct control_ops *ops, json_t *args, 
 	return ops->save(ops->opaque, path, keep && json_is_true(keep), ret, err);
 }
 
+static enum control_class cmd_checkpoint(const struct control_ops *ops, json_t *args, json_t *ret,
+                                         struct hv_error *err)
+{
+	json_t *store = json_object_get(args, "store");
+	json_t *tag = json_object_get(args, "tag");
+	json_t *full = json_object_get(args, "full");
+	const char *path, *t = NULL;
+
+	if (!store) {
+		hv_fail(err, EINVAL, "checkpoint: missing argument 'store'");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	if (!json_is_string(store)) {
+		hv_fail(err, EINVAL, "checkpoint: 'store' must be a string");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	path = json_string_value(store);
+	if (!*path || strlen(path) != json_string_length(store) || strlen(path) >= PATH_MAX) {
+		hv_fail(err, EINVAL,
+		        "checkpoint: 'store' must be a path of 1 to %d bytes without NUL",
+		        PATH_MAX - 1);
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	if (tag) {
+		/* The manifest's limit (MANIFEST_TAG_MAX), checked here so the store never
+		 * sees a tag it would refuse after all the pages were written. */
+		if (!json_is_string(tag) || !json_string_length(tag) ||
+		    json_string_length(tag) > 255 ||
+		    strlen(json_string_value(tag)) != json_string_length(tag)) {
+			hv_fail(err, EINVAL,
+			        "checkpoint: 'tag' must be a string of 1 to 255 "
+			        "bytes without NUL");
+			return CONTROL_INVALID_ARGUMENT;
+		}
+		t = json_string_value(tag);
+	}
+	if (full && !json_is_boolean(full)) {
+		hv_fail(err, EINVAL, "checkpoint: 'full' must be true or false");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	return ops->checkpoint(ops->opaque, path, t, full && json_is_true(full), ret, err);
+}
+
 static enum control_class cmd_migrate_status(const struct control_ops *ops, json_t *args,
                                              json_t *ret, struct hv_error *err)
 {
@@ -327,12 +370,14 @@ static const char *const migrate_args[] = {
     "bandwidth", "compress", "zstd-level",      "channels", "max-rounds",   "max-bytes",
     "on-stall",  "timeout",  "switchover-hold", "delta",    "delta-cache",  NULL};
 static const char *const save_args[] = {"file", "keep-running", NULL};
+static const char *const checkpoint_args[] = {"store", "tag", "full", NULL};
 
 static const struct command commands[] = {
     {"info", no_args, cmd_info},
     {"pause", no_args, cmd_pause},
     {"resume", no_args, cmd_resume},
     {"save", save_args, cmd_save},
+    {"checkpoint", checkpoint_args, cmd_checkpoint},
     {"quit", no_args, cmd_quit},
     {"migrate", migrate_args, cmd_migrate},
     {"migrate-status", no_args, cmd_migrate_status},

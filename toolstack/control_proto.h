@@ -55,6 +55,11 @@ struct control_ops {
 	enum control_class (*save)(void *opaque, const char *file, bool keep_running, json_t *ret,
 	                           struct hv_error *err);
 	enum control_class (*quit)(void *opaque, struct hv_error *err);
+	/* Checkpoint into the store at @store (a NUL-free path), tagged @tag (NULL: none;
+	 * else 1 to 255 bytes), incremental against the VM's last checkpoint unless @full.
+	 * Adds id, pause_ms, duration_ms, pages_written, bytes_stored to @ret. */
+	enum control_class (*checkpoint)(void *opaque, const char *store, const char *tag,
+	                                 bool full, json_t *ret, struct hv_error *err);
 	/* Start a migration per @p (checked); progress comes as MIGRATION events. */
 	enum control_class (*migrate)(void *opaque, const struct mig_params *p, json_t *ret,
 	                              struct hv_error *err);

@@ -21,6 +21,7 @@
 #include "hv/loader/loader.h"
 #include "hv/loader/preload.h"
 #include "hv/loader/pvh.h"
+#include "checkpoint/vmckpt.h"
 #include "hv/vm.h"
 #include "migrate/savefile.h"
 #include "toolstack/control.h"
@@ -35,6 +36,7 @@
 
 static const char usage_main[] = "usage: hv run [OPTIONS] KERNEL    run a VM in the foreground\n"
                                  "       hv restore [OPTIONS] FILE  resume a VM from a save file\n"
+                                 "       hv restore --store DIR ID  ... or from a checkpoint\n"
                                  "       hv --help | --version\n"
                                  "\n"
                                  "Run 'hv run --help' for the options of 'run'.\n";
@@ -262,10 +264,15 @@ static int cmd_run(int argc, char **argv)
 
 static const char usage_restore[] =
     "usage: hv restore [OPTIONS] FILE\n"
+    "       hv restore [OPTIONS] --store DIR ID\n"
     "\n"
-    "Resume the VM saved in FILE (see hvctl(1) save) where it stopped; the guest console\n"
-    "continues on stdin/stdout. Exit status as for 'hv run'.\n"
+    "Resume the VM saved in FILE (see hvctl(1) save), or checkpoint ID of the store DIR\n"
+    "(see hvctl(1) checkpoint), where it stopped; the guest console continues on\n"
+    "stdin/stdout. Exit status as for 'hv run'.\n"
     "\n"
+    "  -s, --store DIR        restore checkpoint ID from the store DIR, eagerly (all of\n"
+    "                         its memory is loaded before the VM runs)\n"
+    "      --lazy             load memory on demand (not implemented yet)\n"
     "  -S, --control SOCK     serve the control socket SOCK (see hvctl(1))\n"
     "  -p, --paused           restore but do not run until resumed (needs --control)\n"
     "  -h, --help             show this help\n"
@@ -309,10 +316,14 @@ static int cmd_restore(int argc, char **argv)
 	    {"paused", no_argument, NULL, 'p'},
 	    {"run-until", required_argument, NULL, 'U'},
 	    {"save-to", required_argument, NULL, 'O'},
+	    {"store", required_argument, NULL, 's'},
+	    {"lazy", no_argument, NULL, 'L'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	const char *control_path = NULL, *save_to = NULL, *file;
+	const char *control_path = NULL, *save_to = NULL, *store_dir = NULL, *file;
+	bool lazy = false;
+	struct store *store;
 	unsigned long long until = 0;
 	bool paused = false;
 	struct control *ctl = NULL;
@@ -324,9 +335,11 @@ static int cmd_restore(int argc, char **argv)
 
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":S:ph", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":S:s:ph", opts, NULL)) != -1) {
 		switch (c) {
 		case 'S': control_path = optarg; break;
+		case 's': store_dir = optarg; break;
+		case 'L': lazy = true; break;
 		case 'p': paused = true; break;
 		case 'U':
 			errno = 0;
@@ -344,10 +357,16 @@ static int cmd_restore(int argc, char **argv)
 		}
 	}
 	if (optind == argc)
-		return die_usage("restore: missing FILE (see 'hv restore --help')");
+		return die_usage("restore: missing %s (see 'hv restore --help')",
+		                 store_dir ? "ID" : "FILE");
 	if (argc - optind > 1)
-		return die_usage("restore: unexpected argument '%s' after FILE", argv[optind + 1]);
+		return die_usage("restore: unexpected argument '%s' after %s", argv[optind + 1],
+		                 store_dir ? "ID" : "FILE");
 	file = argv[optind];
+	if (lazy && !store_dir)
+		return die_usage("--lazy needs --store");
+	if (lazy)
+		return die_usage("--lazy: lazy restore is not implemented yet");
 	if (paused && !control_path)
 		return die_usage("--paused needs --control: nothing could resume the VM");
 	if (save_to && !until)
@@ -356,8 +375,16 @@ static int cmd_restore(int argc, char **argv)
 	vmsig_block(&sig);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (savefile_read(&vm, file, STDOUT_FILENO, STDIN_FILENO, &err) < 0)
+	if (store_dir) {
+		if (ckpt_open_store(store_dir, false, &store, &err) < 0)
+			return die_usage("%s", err.msg);
+		rc = ckpt_restore(store, file, &vm, STDOUT_FILENO, STDIN_FILENO, &err);
+		store_close(store);
+		if (rc < 0)
+			return die_usage("%s", err.msg);
+	} else if (savefile_read(&vm, file, STDOUT_FILENO, STDIN_FILENO, &err) < 0) {
 		return die_usage("%s", err.msg);
+	}
 	vmsig_watch(&sig, &vm, NULL);
 	if (until) {
 		rc = restore_run_until(&vm, until, save_to);

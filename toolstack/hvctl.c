@@ -44,6 +44,10 @@ static const char usage[] =
     "  save FILE [--keep-running]  write the VM's state to FILE, then stop the VM\n"
     "                              (exit status 0), or keep it running\n"
     "  quit                        stop the VM; hv exits with status 0\n"
+    "  checkpoint --store DIR [--tag T] [--full]\n"
+    "                              checkpoint the VM into the store DIR (created if\n"
+    "                              absent): incremental against its last one unless\n"
+    "                              --full; prints the checkpoint's id\n"
     "  migrate-status              the current or last migration's statistics\n"
     "  migrate-cancel              cancel a migration before its switchover\n"
     "  migrate-continue            let a --switchover-hold migration switch over\n"
@@ -125,12 +129,19 @@ static void print_save(json_t *r)
 	       strcmp(state, "shutdown") ? state : "stopped");
 }
 
+/* checkpoint's options. */
+static const char *ckpt_store, *ckpt_tag;
+static bool ckpt_full;
+
 /* The arguments for @cmd; @file made absolute, since hv may run in another directory. */
 static json_t *build_args(const char *cmd, const char *file, bool keep)
 {
 	char cwd[PATH_MAX], abs[PATH_MAX * 2];
+	json_t *a;
 
-	if (strcmp(cmd, "save"))
+	if (!strcmp(cmd, "checkpoint"))
+		file = ckpt_store;
+	else if (strcmp(cmd, "save"))
 		return NULL;
 	if (file[0] != '/') {
 		if (!getcwd(cwd, sizeof(cwd)))
@@ -138,7 +149,14 @@ static json_t *build_args(const char *cmd, const char *file, bool keep)
 		snprintf(abs, sizeof(abs), "%s/%s", cwd, file);
 		file = abs;
 	}
-	return json_pack("{s:s, s:b}", "file", file, "keep-running", keep);
+	if (strcmp(cmd, "checkpoint"))
+		return json_pack("{s:s, s:b}", "file", file, "keep-running", keep);
+	a = json_pack("{s:s, s:b}", "store", file, "full", ckpt_full);
+	if (a && ckpt_tag && json_object_set_new(a, "tag", json_string(ckpt_tag)) < 0) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
 }
 
 /* Talk to hv: greeting, request, reply. Returns the exit status. */
@@ -155,7 +173,7 @@ static int run(const char *cmd, const char *file, bool keep, bool raw)
 		return fail(e.code == ENAMETOOLONG ? EXIT_USAGE : EXIT_FAIL, "%s", e.msg);
 	}
 	args = build_args(cmd, file, keep);
-	if (!strcmp(cmd, "save") && !args) {
+	if ((!strcmp(cmd, "save") || !strcmp(cmd, "checkpoint")) && !args) {
 		ctlconn_close(&c);
 		return fail(EXIT_FAIL, "%s: cannot build the request: %s", sock_path, strerror(errno));
 	}
@@ -179,6 +197,9 @@ static int run(const char *cmd, const char *file, bool keep, bool raw)
 		print_info(json_object_get(msg, "return"));
 	else if (!raw && !strcmp(cmd, "save"))
 		print_save(json_object_get(msg, "return"));
+	else if (!raw && !strcmp(cmd, "checkpoint"))
+		printf("%s\n",
+		       json_string_value(json_object_get(json_object_get(msg, "return"), "id")) ?: "?");
 	else if (!raw && !strcmp(cmd, "migrate-status"))
 		print_migration(json_object_get(msg, "return"));
 	fflush(stdout);
@@ -201,6 +222,9 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, 'j'},
 	    {"keep-running", no_argument, NULL, 'k'},
+	    {"store", required_argument, NULL, 's'},
+	    {"tag", required_argument, NULL, 't'},
+	    {"full", no_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -214,6 +238,10 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'j': raw = true; break;
 		case 'k': keep = true; break;
+		case 's': ckpt_store = optarg; break;
+		case 't': ckpt_tag = optarg; break;
+		case 'f': ckpt_full = true; break;
+		case ':': return fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': printf("hvctl %s\n", HV_VERSION); return 0;
 		default:
@@ -235,6 +263,14 @@ int main(int argc, char **argv)
 		file = argv[optind + 2];
 		if (!*file)
 			return fail(EXIT_USAGE, "save: FILE must not be empty");
+	} else if (!strcmp(cmd, "checkpoint")) {
+		if (npos != 2)
+			return fail(EXIT_USAGE, "checkpoint: unexpected argument '%s'",
+			            argv[optind + 2]);
+		if (!ckpt_store || !*ckpt_store)
+			return fail(EXIT_USAGE, "checkpoint: missing --store DIR");
+		if (ckpt_tag && (!*ckpt_tag || strlen(ckpt_tag) > 255))
+			return fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
 	} else if (!strcmp(cmd, "info") || !strcmp(cmd, "pause") || !strcmp(cmd, "resume") ||
 	           !strcmp(cmd, "quit") || !strcmp(cmd, "migrate-status") ||
 	           !strcmp(cmd, "migrate-cancel") || !strcmp(cmd, "migrate-continue")) {
@@ -246,5 +282,7 @@ int main(int argc, char **argv)
 	}
 	if (keep && strcmp(cmd, "save"))
 		return fail(EXIT_USAGE, "--keep-running only goes with save");
+	if ((ckpt_store || ckpt_tag || ckpt_full) && strcmp(cmd, "checkpoint"))
+		return fail(EXIT_USAGE, "--store, --tag and --full only go with checkpoint");
 	return run(cmd, file, keep, raw);
 }
