@@ -22,51 +22,6 @@
 #define CHUNK_BYTES (MANIFEST_CHUNK_PAGES * sizeof(struct blob_id))
 
 /* A state stream in memory. */
-struct membuf {
-	uint8_t *p;
-	size_t len, cap, rpos;
-};
-
-static int membuf_write(void *ctx, const void *p, size_t n, struct hv_error *err)
-{
-	struct membuf *m = ctx;
-
-	/* Refuse early: a state blob past STORE_BLOB_MAX could not be stored anyway. */
-	if (m->len + n > STORE_BLOB_MAX)
-		return hv_fail(err, EFBIG, "state stream larger than %u bytes (not supported yet)",
-		               STORE_BLOB_MAX);
-	if (m->len + n > m->cap) {
-		size_t cap = m->cap ? m->cap : 65536;
-		uint8_t *q;
-
-		while (cap < m->len + n)
-			cap *= 2;
-		q = realloc(m->p, cap);
-		if (!q)
-			return hv_fail(err, ENOMEM, "state stream: out of memory");
-		m->p = q;
-		m->cap = cap;
-	}
-	memcpy(m->p + m->len, p, n);
-	m->len += n;
-	return 0;
-}
-
-static int membuf_read(void *ctx, void *p, size_t n, bool *eof, struct hv_error *err)
-{
-	struct membuf *m = ctx;
-
-	if (m->len - m->rpos < n) {
-		*eof = true;
-		return -1;
-	}
-	memcpy(p, m->p + m->rpos, n);
-	m->rpos += n;
-	return 0;
-}
-
-static const struct stream_io membuf_io = {membuf_write, membuf_read};
-
 static uint64_t now_ns(clockid_t clk)
 {
 	struct timespec ts;
@@ -139,10 +94,14 @@ static bool chunk_dirty(const uint64_t *bm, uint64_t first, uint64_t n)
 }
 
 /* The state stream of @vm (paused) into a fresh buffer. */
-static int save_state(struct vm *vm, struct membuf *mb, struct hv_error *err)
+static int save_state(struct vm *vm, struct stream_mem *mb, struct hv_error *err)
 {
 	struct stream st;
-	int rc = stream_open_write_io(&st, &membuf_io, mb, "checkpoint state", err);
+	int rc;
+
+	/* Refuse early: a state blob past STORE_BLOB_MAX could not be stored anyway. */
+	mb->max = STORE_BLOB_MAX;
+	rc = stream_open_write_io(&st, &stream_mem_io, mb, "checkpoint state", err);
 
 	if (rc == 0)
 		rc = vmstate_save_config(&st, vm, err);
@@ -151,6 +110,9 @@ static int save_state(struct vm *vm, struct membuf *mb, struct hv_error *err)
 	if (rc == 0)
 		rc = stream_write_end(&st, err);
 	stream_close(&st);
+	if (rc < 0 && err && err->code == EFBIG)
+		hv_fail(err, EFBIG, "state stream larger than %u bytes (not supported yet)",
+		        STORE_BLOB_MAX);
 	return rc;
 }
 
@@ -161,7 +123,7 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC), blobs0, bytes0, npages = mem->npages;
 	struct page_cursor cur = {.mem = mem, .slot = -1};
 	struct manifest *parent = NULL, m = {0};
-	struct membuf mb = {0};
+	struct stream_mem mb = {0};
 	struct blob_id *ids = NULL;
 	uint64_t *bm = NULL;
 	int rc = -1;
@@ -269,7 +231,7 @@ out:
 	manifest_free(parent);
 	free(m.chunks);
 	free(m.tags);
-	free(mb.p);
+	stream_mem_free(&mb);
 	free(ids);
 	free(bm);
 	return rc;
@@ -280,7 +242,7 @@ int ckpt_restore(struct store *s, const char *id, struct vm *vm, int console_out
 {
 	struct page_cursor cur = {.mem = &vm->mem, .slot = -1};
 	struct manifest *m = NULL;
-	struct membuf mb = {0};
+	struct stream_mem mb = {0};
 	struct blob_id *ids = NULL;
 	char name[64];
 	bool created = false;
@@ -299,7 +261,7 @@ int ckpt_restore(struct store *s, const char *id, struct vm *vm, int console_out
 	}
 	if (store_get(s, &m->state, mb.p, STORE_BLOB_MAX, &mb.len, err) < 0)
 		goto out;
-	rc = stream_open_read_io(&st, &membuf_io, &mb, name, err);
+	rc = stream_open_read_io(&st, &stream_mem_io, &mb, name, err);
 	if (rc == 0)
 		rc = vmstate_load(&st, vm, console_out, console_in, err);
 	stream_close(&st);
@@ -354,7 +316,7 @@ out:
 	if (rc < 0 && created)
 		vm_destroy(vm);
 	manifest_free(m);
-	free(mb.p);
+	stream_mem_free(&mb);
 	free(ids);
 	return rc;
 }

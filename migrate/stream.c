@@ -335,6 +335,51 @@ int stream_read(struct stream *s, struct record *rec, struct hv_error *err)
 	return 1;
 }
 
+static int mem_write(void *ctx, const void *p, size_t n, struct hv_error *err)
+{
+	struct stream_mem *m = ctx;
+
+	if (m->max && (n > m->max || m->len > m->max - n))
+		return hv_fail(err, EFBIG, "in-memory stream larger than %zu bytes", m->max);
+	if (m->len + n > m->cap) {
+		size_t cap = m->cap ? m->cap : 65536;
+		uint8_t *q;
+
+		while (cap < m->len + n)
+			cap *= 2;
+		q = realloc(m->p, cap);
+		if (!q)
+			return hv_fail(err, ENOMEM, "in-memory stream: out of memory");
+		m->p = q;
+		m->cap = cap;
+	}
+	memcpy(m->p + m->len, p, n);
+	m->len += n;
+	return 0;
+}
+
+static int mem_read(void *ctx, void *p, size_t n, bool *eof, struct hv_error *err)
+{
+	struct stream_mem *m = ctx;
+
+	if (m->len - m->rpos < n) {
+		*eof = true;
+		return -1;
+	}
+	memcpy(p, m->p + m->rpos, n);
+	m->rpos += n;
+	return 0;
+}
+
+const struct stream_io stream_mem_io = {mem_write, mem_read};
+
+void stream_mem_free(struct stream_mem *m)
+{
+	free(m->p);
+	m->p = NULL;
+	m->len = m->cap = m->rpos = 0;
+}
+
 void stream_close(struct stream *s)
 {
 	free(s->buf);

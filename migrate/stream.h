@@ -108,6 +108,19 @@ int stream_open_write_io(struct stream *s, const struct stream_io *io, void *ctx
 int stream_open_read_io(struct stream *s, const struct stream_io *io, void *ctx, const char *name,
                         struct hv_error *err);
 
+/*
+ * A stream kept in memory (a state blob, a test): writes append to @p, grown with
+ * realloc, up to @max bytes (0: no bound; past it a write fails with EFBIG); reads take
+ * from @rpos and see end of input at @len. Zero-initialise, optionally set @max or fill
+ * @p/@len to read; release @p with stream_mem_free.
+ */
+struct stream_mem {
+	uint8_t *p;
+	size_t len, cap, rpos, max;
+};
+extern const struct stream_io stream_mem_io;
+void stream_mem_free(struct stream_mem *m);
+
 /* stream_write_end - write END and flush everything to the fd (no fsync). */
 int stream_write_end(struct stream *s, struct hv_error *err);
 

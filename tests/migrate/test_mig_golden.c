@@ -33,41 +33,6 @@
 
 static const char *golden_dir;
 
-/* A stream_io into a growing memory buffer. */
-struct membuf {
-	uint8_t *p;
-	size_t len, cap, rpos;
-};
-
-static int mem_write(void *ctx, const void *p, size_t n, struct hv_error *err)
-{
-	struct membuf *m = ctx;
-
-	if (m->len + n > m->cap) {
-		m->cap = (m->len + n) * 2;
-		m->p = realloc(m->p, m->cap);
-		assert_non_null(m->p);
-	}
-	memcpy(m->p + m->len, p, n);
-	m->len += n;
-	return 0;
-}
-
-static int mem_read(void *ctx, void *p, size_t n, bool *eof, struct hv_error *err)
-{
-	struct membuf *m = ctx;
-
-	if (m->len - m->rpos < n) {
-		*eof = true;
-		return -1;
-	}
-	memcpy(p, m->p + m->rpos, n);
-	m->rpos += n;
-	return 0;
-}
-
-static const struct stream_io mem_io = {mem_write, mem_read};
-
 static void fixed_records(struct mig_msg *m, int *n)
 {
 	int i = 0;
@@ -113,14 +78,14 @@ static void fixed_records(struct mig_msg *m, int *n)
 static void test_records_golden(void **state)
 {
 	struct mig_msg m[12], back;
-	struct membuf mb = {0};
+	struct stream_mem mb = {0};
 	struct stream s;
 	struct hv_error err = {0};
 	char path[512];
 	int n;
 
 	fixed_records(m, &n);
-	assert_int_equal(stream_open_write_io(&s, &mem_io, &mb, "golden", &err), 0);
+	assert_int_equal(stream_open_write_io(&s, &stream_mem_io, &mb, "golden", &err), 0);
 	for (int i = 0; i < n; i++)
 		assert_int_equal(mig_msg_write(&s, &m[i], &err), 0);
 	assert_int_equal(stream_write_end(&s, &err), 0);
@@ -148,7 +113,7 @@ static void test_records_golden(void **state)
 	}
 
 	/* Read back: every record parses to what was written. */
-	assert_int_equal(stream_open_read_io(&s, &mem_io, &mb, "golden", &err), 0);
+	assert_int_equal(stream_open_read_io(&s, &stream_mem_io, &mb, "golden", &err), 0);
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(mig_msg_expect(&s, m[i].type, &back, &err), 0);
 		assert_int_equal(back.type, m[i].type);
@@ -165,12 +130,12 @@ static void test_records_golden(void **state)
 
 	/* Out of order: READY where GO is expected is an error naming both. */
 	mb.rpos = 0;
-	assert_int_equal(stream_open_read_io(&s, &mem_io, &mb, "golden", &err), 0);
+	assert_int_equal(stream_open_read_io(&s, &stream_mem_io, &mb, "golden", &err), 0);
 	assert_int_equal(mig_msg_expect(&s, REC_MIG_GO, &back, &err), -1);
 	assert_non_null(strstr(err.msg, "MIG_HELLO"));
 	assert_non_null(strstr(err.msg, "MIG_GO"));
 	stream_close(&s);
-	free(mb.p);
+	stream_mem_free(&mb);
 }
 
 /* fuzz_migrate's input layout: u8 n-1, then n times u32 length + bytes. */
