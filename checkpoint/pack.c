@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "checkpoint/store_int.h"
+#include "migrate/savefile.h"
 
 /*
  * Level 1: pages are written while a checkpoint runs, and zstd's fast levels already
@@ -174,7 +175,7 @@ int pack_seal(struct store *s, struct hv_error *err)
 	/* Same name, same bytes: replacing an identical pack is harmless. */
 	if (rename(s->pack_tmp, dst) < 0)
 		return hv_fail(err, errno, "%s: rename: %s", dst, strerror(errno));
-	if (ck_fsync_dir(dir, err) < 0)
+	if (savefile_sync_dir(dir, err) < 0)
 		return -1;
 	close(s->pack_fd);
 	s->pack_fd = -1;

@@ -17,6 +17,7 @@
 
 #include "checkpoint/manifest.h"
 #include "checkpoint/store_int.h"
+#include "migrate/savefile.h"
 
 const struct blob_id STORE_ZERO_ID;
 
@@ -68,21 +69,6 @@ void ck_sha256(const void *data, size_t len, struct blob_id *out)
 
 /* ---- files ---- */
 
-int ck_fsync_dir(const char *dir, struct hv_error *err)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0)
-		return hv_fail(err, errno, "%s: %s", dir, strerror(errno));
-	if (fsync(fd) < 0 && errno != EINVAL) {
-		int e = errno;
-		close(fd);
-		return hv_fail(err, e, "%s: fsync: %s", dir, strerror(e));
-	}
-	close(fd);
-	return 0;
-}
-
 static int write_all(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -132,7 +118,7 @@ int ck_write_atomic(const char *dir, const char *name, const void *buf, size_t l
 	}
 	if (excl)
 		unlink(tmp);
-	return ck_fsync_dir(dir, err);
+	return savefile_sync_dir(dir, err);
 fail:
 	if (fd >= 0)
 		close(fd);
@@ -287,7 +273,7 @@ int store_create(const char *path, struct hv_error *err)
 			return -1;
 	}
 	snprintf(p, sizeof(p), "%s/packs", path);
-	if (ck_fsync_dir(p, err) < 0)
+	if (savefile_sync_dir(p, err) < 0)
 		return -1;
 	/* config last: a directory without one is not a store, whatever else it holds. */
 	memcpy(cfg, CONFIG_MAGIC, 8);

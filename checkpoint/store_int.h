@@ -104,8 +104,6 @@ static inline uint64_t ck_get64(const uint8_t *p)
 /* ck_sha256 - SHA-256 of @len bytes. */
 void ck_sha256(const void *data, size_t len, struct blob_id *out);
 
-/* ck_fsync_dir - fsync directory @dir so a rename or create in it is durable. */
-int ck_fsync_dir(const char *dir, struct hv_error *err);
 
 /*
  * ck_write_atomic - write @len bytes as @dir/@name: temp file, fsync, rename, fsync

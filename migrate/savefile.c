@@ -25,7 +25,7 @@
  */
 #define SAVEFILE_ZSTD_LEVEL 1
 
-static int fsync_dir(const char *dir, struct hv_error *err)
+int savefile_sync_dir(const char *dir, struct hv_error *err)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
@@ -92,7 +92,7 @@ int savefile_write(struct vm *vm, const char *path, struct hv_error *err)
 		goto fail;
 	}
 	/* Renamed: the file is there; a failed directory sync is still an error to report. */
-	rc = fsync_dir(dir, err);
+	rc = savefile_sync_dir(dir, err);
 	goto out;
 fail:
 	if (fd >= 0)

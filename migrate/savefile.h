@@ -28,4 +28,11 @@ int savefile_write(struct vm *vm, const char *path, struct hv_error *err);
 int savefile_read(struct vm *vm, const char *path, int console_out, int console_in,
                   struct hv_error *err);
 
+/*
+ * savefile_sync_dir - fsync directory @dir, so that a file created or renamed in it
+ * survives a crash (the last step of every atomic write: save files, the checkpoint
+ * store). A file system that cannot fsync a directory (EINVAL) counts as done.
+ */
+int savefile_sync_dir(const char *dir, struct hv_error *err);
+
 #endif
