@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint/pagewalk.h"
 #include "checkpoint/vmckpt.h"
 #include "hv/dirty.h"
 #include "migrate/stream.h"
@@ -21,63 +22,12 @@
 
 #define CHUNK_BYTES (MANIFEST_CHUNK_PAGES * sizeof(struct blob_id))
 
-/* A state stream in memory. */
 static uint64_t now_ns(clockid_t clk)
 {
 	struct timespec ts;
 
 	clock_gettime(clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * Finds the host address of VM-wide page @p. Also says whether the page lies in a hole of
- * its slot's memfd: never written, so zero, and reading it would make the kernel allocate
- * it - a full checkpoint of a mostly idle 64 GiB guest must not commit 64 GiB of RAM.
- */
-struct page_cursor {
-	struct guest_mem *mem;
-	int slot;
-	uint64_t data, hole; /* the slot's current extent: holes before @data, data to @hole */
-};
-
-static uint8_t *page_at(struct page_cursor *c, uint64_t p, bool *in_hole)
-{
-	struct guest_mem *m = c->mem;
-	struct mem_slot *s;
-	uint64_t off;
-
-	if (c->slot < 0 || p < m->slot[c->slot].first_page ||
-	    p >= m->slot[c->slot].first_page + m->slot[c->slot].size / MEM_PAGE_SIZE) {
-		c->slot = -1;
-		for (int i = 0; i < m->nslots; i++)
-			if (p >= m->slot[i].first_page &&
-			    p < m->slot[i].first_page + m->slot[i].size / MEM_PAGE_SIZE)
-				c->slot = i;
-		if (c->slot < 0)
-			return NULL;
-		c->data = c->hole = 0;
-	}
-	s = &m->slot[c->slot];
-	off = (p - s->first_page) * MEM_PAGE_SIZE;
-	if (in_hole) {
-		if (off >= c->hole) {
-			off_t d = lseek(s->fd, (off_t)off, SEEK_DATA);
-			off_t h = d < 0 ? -1 : lseek(s->fd, d, SEEK_HOLE);
-
-			if (d < 0 && errno == ENXIO) {
-				c->data = c->hole = s->size; /* a hole to the end */
-			} else if (d < 0 || h < 0) {
-				c->data = off; /* SEEK_DATA unsupported: read everything */
-				c->hole = s->size;
-			} else {
-				c->data = (uint64_t)d;
-				c->hole = (uint64_t)h;
-			}
-		}
-		*in_hole = off < c->data;
-	}
-	return s->hva + off;
 }
 
 static bool chunk_dirty(const uint64_t *bm, uint64_t first, uint64_t n)
@@ -234,90 +184,6 @@ out:
 	stream_mem_free(&mb);
 	free(ids);
 	free(bm);
-	return rc;
-}
-
-int ckpt_restore(struct store *s, const char *id, struct vm *vm, int console_out, int console_in,
-                 struct hv_error *err)
-{
-	struct page_cursor cur = {.mem = &vm->mem, .slot = -1};
-	struct manifest *m = NULL;
-	struct stream_mem mb = {0};
-	struct blob_id *ids = NULL;
-	char name[64];
-	bool created = false;
-	struct stream st;
-	int rc = -1;
-
-	memset(vm, 0, sizeof(*vm)); /* vm_destroy() is then safe whatever happens */
-	if (manifest_read(s, id, &m, err) < 0)
-		return -1;
-	snprintf(name, sizeof(name), "checkpoint %s", m->id);
-	mb.p = malloc(STORE_BLOB_MAX);
-	ids = malloc(CHUNK_BYTES);
-	if (!mb.p || !ids) {
-		hv_fail(err, ENOMEM, "%s: out of memory", name);
-		goto out;
-	}
-	if (store_get(s, &m->state, mb.p, STORE_BLOB_MAX, &mb.len, err) < 0)
-		goto out;
-	rc = stream_open_read_io(&st, &stream_mem_io, &mb, name, err);
-	if (rc == 0)
-		rc = vmstate_load(&st, vm, console_out, console_in, err);
-	stream_close(&st);
-	if (rc < 0)
-		goto out;
-	created = true;
-	rc = -1;
-	if (vm->mem.ram_size != m->ram_size) {
-		hv_fail(err, EINVAL, "%s: the state says %llu bytes of RAM, the manifest %llu",
-		        name, (unsigned long long)vm->mem.ram_size,
-		        (unsigned long long)m->ram_size);
-		goto out;
-	}
-	for (uint64_t c = 0; c < m->nchunks; c++) {
-		uint64_t first = c * MANIFEST_CHUNK_PAGES;
-		uint64_t n = vm->mem.npages - first < MANIFEST_CHUNK_PAGES ? vm->mem.npages - first
-		                                                           : MANIFEST_CHUNK_PAGES;
-		size_t len;
-
-		if (store_get(s, &m->chunks[c], ids, CHUNK_BYTES, &len, err) < 0)
-			goto out;
-		if (len != n * sizeof(*ids)) {
-			hv_fail(err, EINVAL, "%s: page-map chunk %llu holds %zu bytes, not %llu",
-			        name, (unsigned long long)c, len,
-			        (unsigned long long)(n * sizeof(*ids)));
-			goto out;
-		}
-		for (uint64_t i = 0; i < n; i++) {
-			uint8_t *hva;
-
-			/* Fresh guest RAM is zero: a zero page needs nothing (and stays a hole). */
-			if (blob_id_is_zero(&ids[i]))
-				continue;
-			hva = page_at(&cur, first + i, NULL);
-			if (!hva) {
-				hv_fail(err, EINVAL, "%s: page %llu is in no memory slot", name,
-				        (unsigned long long)(first + i));
-				goto out;
-			}
-			/* Straight into RAM: the VM has not started and logs nothing yet. */
-			if (store_get(s, &ids[i], hva, STORE_PAGE_SIZE, &len, err) < 0)
-				goto out;
-			if (len != STORE_PAGE_SIZE) {
-				hv_fail(err, EINVAL, "%s: page %llu: blob of %zu bytes", name,
-				        (unsigned long long)(first + i), len);
-				goto out;
-			}
-		}
-	}
-	rc = 0;
-out:
-	if (rc < 0 && created)
-		vm_destroy(vm);
-	manifest_free(m);
-	stream_mem_free(&mb);
-	free(ids);
 	return rc;
 }
 
