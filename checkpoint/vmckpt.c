@@ -16,6 +16,7 @@
 
 #include "checkpoint/pagewalk.h"
 #include "checkpoint/vmckpt.h"
+#include "hv/cbw.h"
 #include "hv/dirty.h"
 #include "migrate/stream.h"
 #include "migrate/vmstate.h"
@@ -66,48 +67,169 @@ static int save_state(struct vm *vm, struct stream_mem *mb, struct hv_error *err
 	return rc;
 }
 
+/* Sets bits [@a, @b) of @bm. */
+static void set_range(uint64_t *bm, uint64_t a, uint64_t b)
+{
+	for (; a < b && a % 64; a++)
+		bm[a / 64] |= 1ull << (a % 64);
+	for (; a + 64 <= b; a += 64)
+		bm[a / 64] = ~0ull;
+	for (; a < b; a++)
+		bm[a / 64] |= 1ull << (a % 64);
+}
+
+/*
+ * Selects every page that is not in a hole of its slot's memfd: a hole was never written,
+ * so it is zero, and reading it would make the kernel allocate it - a full checkpoint of a
+ * mostly idle 64 GiB guest must not commit 64 GiB of RAM. One SEEK_DATA/SEEK_HOLE pair
+ * per extent, so this costs next to nothing during the pause.
+ */
+static void select_data(struct guest_mem *m, uint64_t *bm)
+{
+	for (int i = 0; i < m->nslots; i++) {
+		struct mem_slot *sl = &m->slot[i];
+		uint64_t off = 0;
+
+		while (off < sl->size) {
+			off_t d = lseek(sl->fd, (off_t)off, SEEK_DATA);
+			off_t h = d < 0 ? -1 : lseek(sl->fd, d, SEEK_HOLE);
+
+			if (d < 0 && errno == ENXIO)
+				break;
+			if (d < 0 || h < 0) { /* SEEK_DATA unsupported: take everything */
+				d = (off_t)off;
+				h = (off_t)sl->size;
+			}
+			if ((uint64_t)h > sl->size)
+				h = (off_t)sl->size;
+			set_range(bm, sl->first_page + (uint64_t)d / MEM_PAGE_SIZE,
+			          sl->first_page +
+			              ((uint64_t)h + MEM_PAGE_SIZE - 1) / MEM_PAGE_SIZE);
+			off = (uint64_t)h;
+		}
+	}
+}
+
+static void resume_once(const struct ckpt_opts *o, bool *resumed)
+{
+	if (*resumed)
+		return;
+	*resumed = true;
+	if (o->resume)
+		o->resume(o->resume_arg);
+}
+
+/*
+ * The pages selected in stretch [@st, @st+@k) into the store, their ids into @ids (the
+ * chunk's, indexed from @first). Live, the content comes from cbw (as at the pause);
+ * otherwise straight from RAM (the VM is paused).
+ */
+static int put_stretch(struct vm *vm, struct store *s, bool live, uint64_t st, unsigned k,
+                       uint64_t mask, uint8_t *buf, struct blob_id *ids, uint64_t first,
+                       struct ckpt_result *r, struct hv_error *err)
+{
+	struct page_cursor cur = {.mem = &vm->mem, .slot = -1};
+	uint64_t got = mask;
+
+	if (live) {
+		if (cbw_claim(&vm->mem, st, k, buf, &got) < 0)
+			return hv_fail(err, ENOMEM,
+			               "checkpoint: a page written during the checkpoint could "
+			               "not be copied first (out of memory)");
+		if (got != mask)
+			return hv_fail(err, EIO,
+			               "checkpoint: pages %llu-%llu: copy-before-write gave "
+			               "%llx, not %llx",
+			               (unsigned long long)st, (unsigned long long)(st + k - 1),
+			               (unsigned long long)got, (unsigned long long)mask);
+	}
+	for (unsigned i = 0; i < k; i++) {
+		struct blob_id *id = &ids[st + i - first];
+		const uint8_t *src;
+
+		if (!(mask & (1ull << i)))
+			continue;
+		src = live ? buf + (uint64_t)i * STORE_PAGE_SIZE : page_at(&cur, st + i, NULL);
+		if (!src)
+			return hv_fail(err, EINVAL, "checkpoint: page %llu is in no memory slot",
+			               (unsigned long long)(st + i));
+		if (store_put(s, src, STORE_PAGE_SIZE, id, err) < 0)
+			return -1;
+		if (!blob_id_is_zero(id))
+			r->pages_written++;
+	}
+	return 0;
+}
+
 int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct ckpt_result *r,
               struct hv_error *err)
 {
 	struct guest_mem *mem = &vm->mem;
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC), blobs0, bytes0, npages = mem->npages;
-	struct page_cursor cur = {.mem = mem, .slot = -1};
+	uint64_t words = dirty_bitmap_words(mem);
 	struct manifest *parent = NULL, m = {0};
 	struct stream_mem mb = {0};
 	struct blob_id *ids = NULL;
-	uint64_t *bm = NULL;
+	uint64_t *sel = NULL, *want = NULL;
+	uint8_t *buf = NULL;
+	bool resumed = false, harvested = false, live = false;
 	int rc = -1;
 
 	memset(r, 0, sizeof(*r));
-	if (o->ntags > MANIFEST_TAGS_MAX)
-		return hv_fail(err, EINVAL, "%zu tags, at most %d", o->ntags, MANIFEST_TAGS_MAX);
+	if (o->ntags > MANIFEST_TAGS_MAX) {
+		hv_fail(err, EINVAL, "%zu tags, at most %d", o->ntags, MANIFEST_TAGS_MAX);
+		goto out;
+	}
 	store_put_stats(s, &blobs0, &bytes0);
 	/* A parent is a base only if the dirty log has run, unharvested by others, since. */
 	if (!o->full && o->parent && *o->parent && dirty_logging(mem)) {
 		if (manifest_read(s, o->parent, &parent, err) < 0)
-			return -1;
+			goto out;
 		if (parent->ram_size != mem->ram_size) {
 			manifest_free(parent);
 			parent = NULL;
 		}
 	}
 	r->full = !parent;
+	r->base_kept = !!parent;
 	m.nchunks = manifest_chunks(mem->ram_size);
 	m.chunks = calloc(m.nchunks ? m.nchunks : 1, sizeof(*m.chunks));
 	m.tags = calloc(o->ntags ? o->ntags : 1, sizeof(*m.tags));
 	ids = malloc(CHUNK_BYTES);
-	if (parent)
-		bm = calloc(dirty_bitmap_words(mem), sizeof(*bm));
-	if (!m.chunks || !m.tags || !ids || (parent && !bm)) {
+	sel = calloc(words ? words : 1, sizeof(*sel));
+	buf = malloc(CBW_STRETCH * STORE_PAGE_SIZE);
+	if (!m.chunks || !m.tags || !ids || !sel || !buf) {
 		hv_fail(err, ENOMEM, "checkpoint: out of memory");
 		goto out;
 	}
-	if (parent)
-		dirty_harvest(mem, bm);
-	else
-		dirty_start(mem); /* from now on every write is logged: the base of the next */
 
-	if (save_state(vm, &mb, err) < 0 || store_put(s, mb.p, mb.len, &m.state, err) < 0)
+	/* ---- the pause: what must be taken while no vCPU runs ---- */
+	if (parent) {
+		dirty_harvest(mem, sel);
+		harvested = true;
+	} else {
+		dirty_start(mem); /* from now on every write is logged: the base of the next */
+		select_data(mem, sel);
+	}
+	if (save_state(vm, &mb, err) < 0)
+		goto out;
+	if (vm->accel && vm->accel->stores_hooked) {
+		want = malloc(words * sizeof(*want));
+		if (!want) {
+			hv_fail(err, ENOMEM, "checkpoint: out of memory");
+			goto out;
+		}
+		memcpy(want, sel, words * sizeof(*want));
+		if (cbw_arm(mem, want, err) < 0) /* takes @want, even on failure */
+			goto out;
+		live = true;
+		r->live = true;
+		r->pause_work_ns = now_ns(CLOCK_MONOTONIC) - t0;
+		resume_once(o, &resumed);
+	}
+
+	/* ---- the pages: the VM runs on if live ---- */
+	if (store_put(s, mb.p, mb.len, &m.state, err) < 0)
 		goto out;
 	for (uint64_t c = 0; c < m.nchunks; c++) {
 		uint64_t first = c * MANIFEST_CHUNK_PAGES;
@@ -115,7 +237,7 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 		    npages - first < MANIFEST_CHUNK_PAGES ? npages - first : MANIFEST_CHUNK_PAGES;
 		size_t len;
 
-		if (parent && !chunk_dirty(bm, first, n)) {
+		if (parent && !chunk_dirty(sel, first, n)) {
 			m.chunks[c] = parent->chunks[c];
 			continue;
 		}
@@ -130,31 +252,25 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 				        (unsigned long long)(n * sizeof(*ids)));
 				goto out;
 			}
+		} else {
+			memset(ids, 0, CHUNK_BYTES); /* STORE_ZERO_ID: holes stay zero pages */
 		}
-		for (uint64_t i = 0; i < n; i++) {
-			uint64_t p = first + i;
-			bool hole = false;
-			uint8_t *hva;
+		/* @first is a multiple of 4096, so every stretch is one word of @sel. */
+		for (uint64_t st = first; st < first + n; st += CBW_STRETCH) {
+			unsigned k =
+			    first + n - st < CBW_STRETCH ? (unsigned)(first + n - st) : CBW_STRETCH;
+			uint64_t mask = sel[st / 64] & (k == 64 ? ~0ull : (1ull << k) - 1);
 
-			if (parent && !(bm[p / 64] & (1ull << (p % 64))))
-				continue;
-			hva = page_at(&cur, p, parent ? NULL : &hole);
-			if (!hva) {
-				hv_fail(err, EINVAL, "checkpoint: page %llu is in no memory slot",
-				        (unsigned long long)p);
+			if (mask &&
+			    put_stretch(vm, s, live, st, k, mask, buf, ids, first, r, err) < 0)
 				goto out;
-			}
-			if (hole) {
-				ids[i] = STORE_ZERO_ID;
-				continue;
-			}
-			if (store_put(s, hva, STORE_PAGE_SIZE, &ids[i], err) < 0)
-				goto out;
-			if (!blob_id_is_zero(&ids[i]))
-				r->pages_written++;
 		}
 		if (store_put(s, ids, n * sizeof(*ids), &m.chunks[c], err) < 0)
 			goto out;
+	}
+	if (live) {
+		r->pages_copied = cbw_disarm(mem);
+		live = false;
 	}
 	if (store_flush(s, err) < 0)
 		goto out;
@@ -175,15 +291,24 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	store_put_stats(s, &r->blobs_stored, &r->bytes_stored);
 	r->blobs_stored -= blobs0;
 	r->bytes_stored -= bytes0;
-	r->duration_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	rc = 0;
 out:
+	if (live)
+		r->pages_copied = cbw_disarm(mem);
+	if (!r->live)
+		r->pause_work_ns = now_ns(CLOCK_MONOTONIC) - t0;
+	resume_once(o, &resumed);
+	/* Failed after taking the dirty pages: give them back, so the parent stays a base. */
+	if (rc < 0 && harvested)
+		dirty_unharvest(mem, sel);
+	r->duration_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	manifest_free(parent);
 	free(m.chunks);
 	free(m.tags);
 	stream_mem_free(&mb);
 	free(ids);
-	free(bm);
+	free(sel);
+	free(buf);
 	return rc;
 }
 

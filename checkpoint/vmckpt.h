@@ -9,7 +9,13 @@
  * checkpoints: whoever stops or harvests it (a migration) invalidates the parent, and
  * the next checkpoint must then be full.
  *
- * This step is not live: the VM is paused for the whole checkpoint.
+ * Live checkpoints: the caller pauses the VM and passes a resume callback; ckpt_take takes
+ * the state stream and the set of pages to save, arms copy-before-write (hv/cbw.h) and
+ * resumes the VM at once, then writes the pages while it runs - each page as it was at
+ * the pause, because a vCPU's first write to a page not yet saved copies it aside first.
+ * That needs a backend whose stores are hooked (accel_ops.stores_hooked: the emu); on
+ * others (KVM, until userfaultfd write-protect is wired) the VM stays paused until the
+ * checkpoint is committed, and the result says live = false.
  */
 #ifndef CHECKPOINT_VMCKPT_H
 #define CHECKPOINT_VMCKPT_H
@@ -29,6 +35,10 @@ struct ckpt_opts {
 	bool full;
 	const char *const *tags; /* @ntags strings of 1 to MANIFEST_TAG_MAX bytes */
 	size_t ntags;
+	/* Called exactly once, as soon as the VM may run again: right after the pause-time
+	 * work when the checkpoint is live, else when ckpt_take returns. May be NULL. */
+	void (*resume)(void *arg);
+	void *resume_arg;
 };
 
 struct ckpt_result {
@@ -38,14 +48,22 @@ struct ckpt_result {
 	uint64_t blobs_stored;  /* blobs new to the store (pages, chunks, state) */
 	uint64_t bytes_stored;  /* their packed bytes */
 	uint64_t duration_ns;
+	bool live;              /* the VM ran on while the pages were written */
+	uint64_t pages_copied;  /* live: pages the guest wrote before they were saved, so
+	                         * copied aside first */
+	uint64_t pause_work_ns; /* ckpt_take's own part of the pause (before resume) */
+	bool base_kept;         /* on failure: the parent is still a valid base (the dirty
+	                         * pages were given back to the log) */
 };
 
 /*
  * ckpt_take - write a checkpoint of @vm (paused by the caller, or created and never
- * started) into @s and commit its manifest. Starts the dirty log when the checkpoint is
- * full (it is on from then on), harvests it when incremental. On failure nothing is
- * committed (blobs put are left as orphans for gc) and, if the dirty log was harvested,
- * the parent is no longer a valid base: the caller must make the next checkpoint full.
+ * started) into @s and commit its manifest; calls @o->resume once (see above). Starts the
+ * dirty log when the checkpoint is full (it is on from then on), harvests it when
+ * incremental. On failure (a full disk, an I/O error) the checkpoint is abandoned: nothing
+ * is committed (blobs put are left as orphans for gc), copy-before-write is disarmed, the
+ * VM runs on, and the harvested pages go back to the dirty log, so the parent stays a
+ * valid base (@r->base_kept; false when the next checkpoint must be full).
  */
 int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct ckpt_result *r,
               struct hv_error *err);

@@ -19,6 +19,9 @@ struct vcpu;
 
 struct accel_ops {
 	const char *name;
+	/* Every vCPU store to RAM calls dirty_mark_page() before it lands, as the emu's
+	 * soft TLB does: copy-before-write (cbw.h) then needs no help from the kernel. */
+	bool stores_hooked;
 
 	/* probe - 0 when this backend can run here, else -1 with the reason in @err. */
 	int (*probe)(struct hv_error *err);

@@ -152,3 +152,23 @@ double dirty_rate(struct guest_mem *m)
 	pthread_mutex_unlock(&m->dirty_lock);
 	return r;
 }
+
+void dirty_unharvest(struct guest_mem *m, const uint64_t *bm)
+{
+	for (int i = 0; i < m->nslots; i++) {
+		struct mem_slot *s = &m->slot[i];
+		uint64_t n = s->size >> MEM_PAGE_SHIFT;
+
+		for (uint64_t pg = 0; pg < n; pg++) {
+			uint64_t p = s->first_page + pg;
+
+			if (!(p % 64) && pg + 64 <= n && !bm[p / 64]) {
+				pg += 63;
+				continue;
+			}
+			if (bm[p / 64] & (1ull << (p % 64)))
+				atomic_fetch_or_explicit(&s->dirty[pg / 64], 1ull << (pg % 64),
+				                         memory_order_relaxed);
+		}
+	}
+}

@@ -11,6 +11,7 @@
 #ifndef HV_DIRTY_H
 #define HV_DIRTY_H
 
+#include "hv/cbw.h"
 #include "hv/mem.h"
 
 /*
@@ -38,9 +39,13 @@ static inline bool dirty_logging(struct guest_mem *m)
 	return atomic_load_explicit(&m->dirty_on, memory_order_relaxed);
 }
 
-/* dirty_mark_page - mark page @pfn_in_slot of @s dirty (no-op when logging is off). */
+/*
+ * dirty_mark_page - mark page @pfn_in_slot of @s dirty (no-op when logging is off). Writers
+ * that call it before their store also serve copy-before-write (cbw.h) through it.
+ */
 static inline void dirty_mark_page(struct guest_mem *m, struct mem_slot *s, uint64_t page)
 {
+	cbw_before_write(m, s->first_page + page);
 	if (!atomic_load_explicit(&m->dirty_on, memory_order_relaxed))
 		return;
 	atomic_fetch_or_explicit(&s->dirty[page / 64], 1ULL << (page % 64),
@@ -63,6 +68,12 @@ static inline uint64_t dirty_bitmap_words(const struct guest_mem *m)
  * concurrent writers; never stops vCPUs. Also updates the dirty-rate estimate.
  */
 uint64_t dirty_harvest(struct guest_mem *m, uint64_t *out);
+
+/*
+ * dirty_unharvest - put the bits of @bm (as dirty_harvest gave them) back into the log, so
+ * the next harvest returns them again: for a consumer that failed to save those pages.
+ */
+void dirty_unharvest(struct guest_mem *m, const uint64_t *bm);
 
 /*
  * dirty_rate - smoothed estimate of bytes dirtied per second, measured over the intervals

@@ -139,6 +139,7 @@ void mem_destroy(struct guest_mem *m)
 		free((void *)s->dirty);
 		free((void *)s->populated);
 	}
+	cbw_free(m);
 	pthread_mutex_destroy(&m->dirty_lock);
 	mem_init_empty(m);
 }
@@ -233,6 +234,10 @@ int gpa_write(struct guest_mem *m, uint64_t gpa, const void *buf, size_t len, st
 		uint64_t off = gpa - s->gpa;
 		size_t chunk = s->size - off < len ? (size_t)(s->size - off) : len;
 
+		/* Before the copy: a checkpoint reading RAM must get the old content. */
+		for (uint64_t pg = off >> MEM_PAGE_SHIFT; pg <= (off + chunk - 1) >> MEM_PAGE_SHIFT;
+		     pg++)
+			cbw_before_write(m, s->first_page + pg);
 		memcpy(s->hva + off, p, chunk);
 		/* Mark after the copy: a harvest in between sees the page on the next round. */
 		for (uint64_t pg = off >> MEM_PAGE_SHIFT; pg <= (off + chunk - 1) >> MEM_PAGE_SHIFT;

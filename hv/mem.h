@@ -39,6 +39,7 @@ struct mem_slot {
 };
 
 struct dirty_source;
+struct cbw;
 
 struct guest_mem {
 	struct mem_slot slot[MEM_MAX_SLOTS]; /* sorted by gpa, non-overlapping */
@@ -54,6 +55,10 @@ struct guest_mem {
 	pthread_mutex_t dirty_lock; /* serialises start/stop/harvest (not writers) */
 	uint64_t dirty_last_ns;     /* time of the previous harvest */
 	double dirty_rate_bps;      /* smoothed bytes/s */
+
+	/* Copy-before-write (cbw.c): on while a point-in-time copy of RAM is being read. */
+	_Atomic bool cbw_on;
+	struct cbw *cbw;
 };
 
 /*

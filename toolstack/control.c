@@ -393,10 +393,37 @@ static enum control_class vm_do_save(void *opaque, const char *file, bool keep_r
 
 static bool mig_active(struct control *ctl);
 
+struct ckpt_resume {
+	struct vm *vm;
+	bool was_running;
+	struct timespec t0;
+	double pause_s;
+	int64_t icount; /* deterministic VMs: where the checkpoint stands; else -1 */
+};
+
+/* ckpt_take's resume callback: the end of the pause. */
+static void ckpt_resume(void *arg)
+{
+	struct ckpt_resume *cr = arg;
+
+	cr->icount = -1;
+	if (cr->vm->cfg.deterministic) {
+		struct x86_state *xs = malloc(sizeof(*xs));
+
+		if (xs && vm_get_state(cr->vm, 0, xs, NULL) == 0)
+			cr->icount = (int64_t)xs->icount;
+		free(xs);
+	}
+	if (cr->was_running)
+		vm_resume(cr->vm, NULL); /* fails only if the VM shut down meanwhile */
+	cr->pause_s = seconds_since(&cr->t0);
+}
+
 /*
- * Pause, checkpoint, resume. This step is not live: the VM stays paused while its pages
- * go to the store. No STATE_CHANGE is announced for so short a pause: the loop compares
- * the state only after the resume, when it is "running" again.
+ * Pause, take the state and arm copy-before-write, resume, write the pages (checkpoint/
+ * vmckpt.h). The control thread is busy until the checkpoint is committed, as for save.
+ * No STATE_CHANGE is announced for so short a pause: the loop compares the state only
+ * after the resume, when it is "running" again.
  */
 static enum control_class vm_do_checkpoint(void *opaque, const char *path, const char *tag,
                                            bool full, json_t *ret, struct hv_error *err)
@@ -404,13 +431,15 @@ static enum control_class vm_do_checkpoint(void *opaque, const char *path, const
 	struct control *ctl = opaque;
 	struct vm *vm = ctl->vm;
 	enum vm_state st = vm_state_now(vm);
-	bool was_running = st == VM_RUNNING;
-	struct ckpt_opts o = {.full = full, .tags = &tag, .ntags = tag ? 1 : 0};
+	struct ckpt_resume cr = {.vm = vm, .was_running = st == VM_RUNNING};
+	struct ckpt_opts o = {.full = full,
+	                      .tags = &tag,
+	                      .ntags = tag ? 1 : 0,
+	                      .resume = ckpt_resume,
+	                      .resume_arg = &cr};
 	struct ckpt_result r;
 	char resolved[PATH_MAX];
 	struct store *s = NULL;
-	struct timespec t0;
-	double pause_s;
 	int rc;
 
 	if (mig_active(ctl)) {
@@ -427,28 +456,33 @@ static enum control_class vm_do_checkpoint(void *opaque, const char *path, const
 	if (!realpath(path, resolved))
 		snprintf(resolved, sizeof(resolved), "%s", path);
 	o.parent = strcmp(resolved, ctl->ckpt_store) ? NULL : ctl->ckpt_parent;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (was_running && vm_pause(vm, err) < 0) {
+	clock_gettime(CLOCK_MONOTONIC, &cr.t0);
+	if (cr.was_running && vm_pause(vm, err) < 0) {
 		store_close(s);
 		sync_state(ctl);
 		return CONTROL_INVALID_STATE;
 	}
-	rc = ckpt_take(vm, s, &o, &r, err);
-	if (was_running)
-		vm_resume(vm, NULL); /* fails only if the VM shut down meanwhile */
-	pause_s = seconds_since(&t0);
+	rc = ckpt_take(vm, s, &o, &r, err); /* resumes the VM */
 	store_close(s);
 	sync_state(ctl);
 	if (rc < 0) {
-		/* The dirty log may have been harvested: the old parent is no base now. */
-		ctl->ckpt_parent[0] = '\0';
+		char why[sizeof(err->msg)];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		hv_fail(err, err->code, "checkpoint abandoned, the VM runs on: %s", why);
+		if (!r.base_kept)
+			ctl->ckpt_parent[0] = '\0';
 		return CONTROL_FAILED;
 	}
 	snprintf(ctl->ckpt_store, sizeof(ctl->ckpt_store), "%s", resolved);
 	memcpy(ctl->ckpt_parent, r.id, sizeof(ctl->ckpt_parent));
 	json_object_set_new(ret, "id", json_string(r.id));
 	json_object_set_new(ret, "full", json_boolean(r.full));
-	json_object_set_new(ret, "pause_ms", json_real(pause_s * 1e3));
+	json_object_set_new(ret, "live", json_boolean(r.live));
+	json_object_set_new(ret, "pages_copied", json_integer((json_int_t)r.pages_copied));
+	if (cr.icount >= 0)
+		json_object_set_new(ret, "icount", json_integer((json_int_t)cr.icount));
+	json_object_set_new(ret, "pause_ms", json_real(cr.pause_s * 1e3));
 	json_object_set_new(ret, "duration_ms", json_real((double)r.duration_ns / 1e6));
 	json_object_set_new(ret, "pages_written", json_integer((json_int_t)r.pages_written));
 	json_object_set_new(ret, "blobs_stored", json_integer((json_int_t)r.blobs_stored));

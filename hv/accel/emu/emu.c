@@ -575,6 +575,7 @@ static void emu_irq_line(struct vm *vm, unsigned gsi, int level)
 
 const struct accel_ops accel_emu = {
     .name = "emu",
+    .stores_hooked = true,
     .probe = emu_probe,
     .vm_init = emu_vm_init,
     .vm_fini = emu_vm_fini,

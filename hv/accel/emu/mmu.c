@@ -97,11 +97,14 @@ static void pte_set(struct emu_cpu *c, void *p, uint64_t gpa, unsigned esize, ui
 
 	if (!p || (pte & bits) == bits)
 		return;
+	s = mem_slot_find(c->mem, gpa);
+	/* A checkpoint being read must see the table as it was (cbw.h): copy it first. */
+	if (s)
+		cbw_before_write(c->mem, s->first_page + ((gpa - s->gpa) >> MEM_PAGE_SHIFT));
 	if (esize == 8)
 		__atomic_fetch_or((uint64_t *)p, bits, __ATOMIC_SEQ_CST);
 	else
 		__atomic_fetch_or((uint32_t *)p, (uint32_t)bits, __ATOMIC_SEQ_CST);
-	s = mem_slot_find(c->mem, gpa);
 	if (s)
 		dirty_mark_page(c->mem, s, (gpa - s->gpa) >> MEM_PAGE_SHIFT);
 }

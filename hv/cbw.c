@@ -1,0 +1,226 @@
+/*
+ * cbw.c - copy-before-write of guest RAM (see cbw.h).
+ *
+ * One lock guards everything: the wanted bitmap, the copies and their count. Writers take
+ * it at most once per page per dirty-log epoch (the emu's write slow path), the reader
+ * once per stretch, so it is not contended enough to be worth anything finer. The state
+ * (struct cbw) lives as long as the guest_mem, so a writer that saw cbw_on just before a
+ * disarm finds "nothing wanted" under the lock instead of freed memory.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hv/cbw.h"
+
+struct cbw_copy {
+	struct cbw_copy *next;
+	uint64_t page;
+	uint8_t data[MEM_PAGE_SIZE];
+};
+
+struct cbw {
+	pthread_mutex_t lock;
+	pthread_cond_t room;      /* copy_bytes fell below CBW_COPY_MAX, or disarmed */
+	uint64_t *want;           /* NULL when not armed */
+	struct cbw_copy **copies; /* per stretch (page / CBW_STRETCH): its copies */
+	uint64_t nstretch;
+	uint64_t copy_bytes;
+	bool lost;        /* a page could not be copied (out of memory): the arm is worthless */
+	uint64_t ncopied; /* pages copied before a write since the arm */
+};
+
+static uint8_t *page_hva(struct guest_mem *m, uint64_t page)
+{
+	for (int i = 0; i < m->nslots; i++) {
+		struct mem_slot *s = &m->slot[i];
+		uint64_t n = s->size >> MEM_PAGE_SHIFT;
+
+		if (page >= s->first_page && page < s->first_page + n)
+			return s->hva + ((page - s->first_page) << MEM_PAGE_SHIFT);
+	}
+	return NULL;
+}
+
+static bool wanted(const struct cbw *c, uint64_t page)
+{
+	return c->want && (c->want[page / 64] & (1ull << (page % 64)));
+}
+
+int cbw_arm(struct guest_mem *m, uint64_t *want, struct hv_error *err)
+{
+	struct cbw *c = m->cbw;
+	uint64_t nstretch = (m->npages + CBW_STRETCH - 1) / CBW_STRETCH;
+
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			free(want);
+			return hv_fail(err, ENOMEM, "copy-before-write: out of memory");
+		}
+		pthread_mutex_init(&c->lock, NULL);
+		pthread_cond_init(&c->room, NULL);
+		m->cbw = c;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (c->want) {
+		pthread_mutex_unlock(&c->lock);
+		free(want);
+		return hv_fail(err, EBUSY, "copy-before-write: already armed");
+	}
+	c->copies = calloc(nstretch ? nstretch : 1, sizeof(*c->copies));
+	if (!c->copies) {
+		pthread_mutex_unlock(&c->lock);
+		free(want);
+		return hv_fail(err, ENOMEM, "copy-before-write: out of memory");
+	}
+	c->nstretch = nstretch;
+	c->want = want;
+	c->copy_bytes = 0;
+	c->lost = false;
+	c->ncopied = 0;
+	pthread_mutex_unlock(&c->lock);
+	atomic_store_explicit(&m->cbw_on, true, memory_order_seq_cst);
+	return 0;
+}
+
+void cbw_before_write_slow(struct guest_mem *m, uint64_t page)
+{
+	struct cbw *c = m->cbw;
+	struct cbw_copy *cp;
+	uint8_t *hva;
+
+	if (!c || page >= m->npages)
+		return;
+	pthread_mutex_lock(&c->lock);
+	while (wanted(c, page) && c->copy_bytes >= CBW_COPY_MAX)
+		pthread_cond_wait(&c->room, &c->lock);
+	if (!wanted(c, page)) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	hva = page_hva(m, page);
+	/*
+	 * Out of memory: wait for the reader to free copies rather than let the write
+	 * through (a wrong checkpoint) or fail it (the guest cannot be told). Copies only
+	 * shrink while we wait, and a disarm ends the wait.
+	 */
+	while (!(cp = malloc(sizeof(*cp))) && wanted(c, page) && c->copy_bytes)
+		pthread_cond_wait(&c->room, &c->lock);
+	if (!wanted(c, page)) {
+		free(cp);
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	if (!cp || !hva) {
+		/* No memory and nothing to wait for: give the page up; cbw_claim reports it. */
+		free(cp);
+		c->want[page / 64] &= ~(1ull << (page % 64));
+		c->lost = true;
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	memcpy(cp->data, hva, MEM_PAGE_SIZE);
+	cp->page = page;
+	cp->next = c->copies[page / CBW_STRETCH];
+	c->copies[page / CBW_STRETCH] = cp;
+	c->want[page / 64] &= ~(1ull << (page % 64));
+	c->copy_bytes += MEM_PAGE_SIZE;
+	c->ncopied++;
+	pthread_mutex_unlock(&c->lock);
+}
+
+int cbw_claim(struct guest_mem *m, uint64_t first, unsigned n, uint8_t *buf, uint64_t *got)
+{
+	struct cbw *c = m->cbw;
+	struct cbw_copy *cp, *next;
+	bool freed = false;
+	int count = 0;
+
+	*got = 0;
+	if (!c || n > CBW_STRETCH || first % CBW_STRETCH || first + n > m->npages)
+		return -1;
+	pthread_mutex_lock(&c->lock);
+	if (!c->want || c->lost) {
+		pthread_mutex_unlock(&c->lock);
+		return -1;
+	}
+	for (cp = c->copies[first / CBW_STRETCH]; cp; cp = next) {
+		next = cp->next;
+		memcpy(buf + (cp->page - first) * MEM_PAGE_SIZE, cp->data, MEM_PAGE_SIZE);
+		*got |= 1ull << (cp->page - first);
+		c->copy_bytes -= MEM_PAGE_SIZE;
+		free(cp);
+		freed = true;
+		count++;
+	}
+	c->copies[first / CBW_STRETCH] = NULL;
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *hva;
+
+		if (!wanted(c, first + i))
+			continue;
+		hva = page_hva(m, first + i);
+		if (hva)
+			memcpy(buf + (uint64_t)i * MEM_PAGE_SIZE, hva, MEM_PAGE_SIZE);
+		else
+			memset(buf + (uint64_t)i * MEM_PAGE_SIZE, 0, MEM_PAGE_SIZE);
+		c->want[(first + i) / 64] &= ~(1ull << ((first + i) % 64));
+		*got |= 1ull << i;
+		count++;
+	}
+	if (freed)
+		pthread_cond_broadcast(&c->room);
+	pthread_mutex_unlock(&c->lock);
+	return count;
+}
+
+static void drop_all(struct cbw *c)
+{
+	for (uint64_t i = 0; c->copies && i < c->nstretch; i++) {
+		while (c->copies[i]) {
+			struct cbw_copy *cp = c->copies[i];
+
+			c->copies[i] = cp->next;
+			free(cp);
+		}
+	}
+	free(c->copies);
+	free(c->want);
+	c->copies = NULL;
+	c->want = NULL;
+	c->nstretch = 0;
+	c->copy_bytes = 0;
+}
+
+uint64_t cbw_disarm(struct guest_mem *m)
+{
+	struct cbw *c = m->cbw;
+	uint64_t n;
+
+	if (!c)
+		return 0;
+	atomic_store_explicit(&m->cbw_on, false, memory_order_seq_cst);
+	pthread_mutex_lock(&c->lock);
+	n = c->ncopied;
+	c->ncopied = 0;
+	drop_all(c);
+	pthread_cond_broadcast(&c->room);
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+void cbw_free(struct guest_mem *m)
+{
+	struct cbw *c = m->cbw;
+
+	if (!c)
+		return;
+	drop_all(c);
+	pthread_cond_destroy(&c->room);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	m->cbw = NULL;
+	atomic_store(&m->cbw_on, false);
+}
