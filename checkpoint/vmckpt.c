@@ -172,7 +172,8 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	struct blob_id *ids = NULL;
 	uint64_t *sel = NULL, *want = NULL;
 	uint8_t *buf = NULL;
-	bool resumed = false, harvested = false, live = false;
+	bool resumed = false, harvested = false, live = false, trap;
+	struct hv_error werr = {0};
 	int rc = -1;
 
 	memset(r, 0, sizeof(*r));
@@ -213,19 +214,24 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	}
 	if (save_state(vm, &mb, err) < 0)
 		goto out;
-	if (vm->accel && vm->accel->stores_hooked) {
-		want = malloc(words * sizeof(*want));
-		if (!want) {
-			hv_fail(err, ENOMEM, "checkpoint: out of memory");
-			goto out;
-		}
-		memcpy(want, sel, words * sizeof(*want));
-		if (cbw_arm(mem, want, err) < 0) /* takes @want, even on failure */
-			goto out;
+	/* Live unless the backend's stores bypass the VMM and userfaultfd cannot trap them:
+	 * then the VM stays paused until the checkpoint is written (live = false). */
+	want = malloc(words * sizeof(*want));
+	if (!want) {
+		hv_fail(err, ENOMEM, "checkpoint: out of memory");
+		goto out;
+	}
+	memcpy(want, sel, words * sizeof(*want));
+	/* HV_CKPT_TRAP=1 makes the emu use the trap too, so tests cover it without KVM. */
+	trap = !(vm->accel && vm->accel->stores_hooked) || getenv("HV_CKPT_TRAP");
+	if (cbw_arm(mem, want, trap, &werr) == 0) {
 		live = true;
 		r->live = true;
 		r->pause_work_ns = now_ns(CLOCK_MONOTONIC) - t0;
 		resume_once(o, &resumed);
+	} else if (werr.code != ENOSYS && werr.code != ENOTSUP) {
+		hv_fail(err, werr.code, "%s", werr.msg);
+		goto out;
 	}
 
 	/* ---- the pages: the VM runs on if live ---- */

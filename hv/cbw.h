@@ -11,8 +11,9 @@
  * Who calls cbw_before_write: every VMM-side write to guest RAM goes through
  * dirty_mark_page() before the store (the emu's soft TLB takes its write slow path once
  * per page per dirty-log epoch, and the arm happens right after an epoch bump), which
- * calls it; a backend whose vCPUs write RAM behind the VMM's back (KVM) must trap the
- * writes itself (userfaultfd write-protect) and call it from the fault handler.
+ * calls it; for a backend whose vCPUs write RAM behind the VMM's back (KVM) cbw_arm's
+ * trap write-protects the wanted pages with userfaultfd and calls it from the fault
+ * handler (QEMU's background snapshot does the same).
  *
  * Copies are bounded (CBW_COPY_MAX bytes): past that a writer waits until the reader has
  * consumed some, which throttles a guest that writes faster than the store takes pages.
@@ -35,11 +36,15 @@
 
 /*
  * cbw_arm - start copy-before-write of the pages set in @want (VM-wide numbering,
- * dirty_bitmap_words() words; ownership passes to cbw, which frees it). Call with every
- * vCPU stopped and right after a dirty-log epoch bump (dirty_start or dirty_harvest), so
- * no vCPU holds a cached write permission. Fails with EBUSY if already armed, ENOMEM.
+ * dirty_bitmap_words() words; ownership passes to cbw, which frees it, also on failure).
+ * Call with every vCPU stopped and right after a dirty-log epoch bump (dirty_start or
+ * dirty_harvest), so no vCPU holds a cached write permission. With @trap, also
+ * write-protect the wanted pages with userfaultfd and serve the faults on a thread of
+ * cbw's own - for a backend whose vCPUs write RAM without the VMM (KVM). Fails with
+ * EBUSY if already armed, ENOMEM, or (with @trap) ENOSYS/ENOTSUP where the kernel lacks
+ * userfaultfd write-protect of shared memory; nothing is armed then.
  */
-int cbw_arm(struct guest_mem *m, uint64_t *want, struct hv_error *err);
+int cbw_arm(struct guest_mem *m, uint64_t *want, bool trap, struct hv_error *err);
 
 /*
  * cbw_claim - the arm-time content of the wanted pages among [@first, @first+@n)
@@ -58,7 +63,7 @@ int cbw_claim(struct guest_mem *m, uint64_t first, unsigned n, uint8_t *buf, uin
  */
 uint64_t cbw_disarm(struct guest_mem *m);
 
-/* cbw_armed - whether an arm is in progress (a cheap, unlocked read). */
+/* cbw_armed - whether writers must call cbw_before_write: armed without a trap. */
 static inline bool cbw_armed(struct guest_mem *m)
 {
 	return atomic_load_explicit(&m->cbw_on, memory_order_acquire);
