@@ -78,38 +78,6 @@ static void set_range(uint64_t *bm, uint64_t a, uint64_t b)
 		bm[a / 64] |= 1ull << (a % 64);
 }
 
-/*
- * Selects every page that is not in a hole of its slot's memfd: a hole was never written,
- * so it is zero, and reading it would make the kernel allocate it - a full checkpoint of a
- * mostly idle 64 GiB guest must not commit 64 GiB of RAM. One SEEK_DATA/SEEK_HOLE pair
- * per extent, so this costs next to nothing during the pause.
- */
-static void select_data(struct guest_mem *m, uint64_t *bm)
-{
-	for (int i = 0; i < m->nslots; i++) {
-		struct mem_slot *sl = &m->slot[i];
-		uint64_t off = 0;
-
-		while (off < sl->size) {
-			off_t d = lseek(sl->fd, (off_t)off, SEEK_DATA);
-			off_t h = d < 0 ? -1 : lseek(sl->fd, d, SEEK_HOLE);
-
-			if (d < 0 && errno == ENXIO)
-				break;
-			if (d < 0 || h < 0) { /* SEEK_DATA unsupported: take everything */
-				d = (off_t)off;
-				h = (off_t)sl->size;
-			}
-			if ((uint64_t)h > sl->size)
-				h = (off_t)sl->size;
-			set_range(bm, sl->first_page + (uint64_t)d / MEM_PAGE_SIZE,
-			          sl->first_page +
-			              ((uint64_t)h + MEM_PAGE_SIZE - 1) / MEM_PAGE_SIZE);
-			off = (uint64_t)h;
-		}
-	}
-}
-
 static void resume_once(const struct ckpt_opts *o, bool *resumed)
 {
 	if (*resumed)
@@ -122,17 +90,34 @@ static void resume_once(const struct ckpt_opts *o, bool *resumed)
 /*
  * The pages selected in stretch [@st, @st+@k) into the store, their ids into @ids (the
  * chunk's, indexed from @first). Live, the content comes from cbw (as at the pause);
- * otherwise straight from RAM (the VM is paused).
+ * otherwise straight from RAM (the VM is paused). With @holes, pages in a hole of the
+ * memfd are zero pages, not read: a hole was never written, and reading it would make
+ * the kernel allocate it - a full checkpoint of a mostly idle 64 GiB guest must not commit
+ * 64 GiB of RAM. (Looking for holes here rather than during the pause keeps the pause
+ * short: SEEK_DATA on shared memory walks its pages.)
  */
-static int put_stretch(struct vm *vm, struct store *s, bool live, uint64_t st, unsigned k,
-                       uint64_t mask, uint8_t *buf, struct blob_id *ids, uint64_t first,
-                       struct ckpt_result *r, struct hv_error *err)
+static int put_stretch(struct vm *vm, struct store *s, bool live, bool holes,
+                       struct page_cursor *cur, uint64_t st, unsigned k, uint64_t mask,
+                       uint8_t *buf, struct blob_id *ids, uint64_t first, struct ckpt_result *r,
+                       struct hv_error *err)
 {
-	struct page_cursor cur = {.mem = &vm->mem, .slot = -1};
-	uint64_t got = mask;
+	uint64_t got = mask, zero = 0;
+	uint8_t *hva[CBW_STRETCH];
 
+	for (unsigned i = 0; i < k; i++) {
+		bool hole = false;
+
+		if (!(mask & (1ull << i)))
+			continue;
+		hva[i] = page_at(cur, st + i, holes ? &hole : NULL);
+		if (!hva[i])
+			return hv_fail(err, EINVAL, "checkpoint: page %llu is in no memory slot",
+			               (unsigned long long)(st + i));
+		if (hole)
+			zero |= 1ull << i;
+	}
 	if (live) {
-		if (cbw_claim(&vm->mem, st, k, buf, &got) < 0)
+		if (cbw_claim(&vm->mem, st, k, zero, buf, &got) < 0)
 			return hv_fail(err, ENOMEM,
 			               "checkpoint: a page written during the checkpoint could "
 			               "not be copied first (out of memory)");
@@ -145,15 +130,15 @@ static int put_stretch(struct vm *vm, struct store *s, bool live, uint64_t st, u
 	}
 	for (unsigned i = 0; i < k; i++) {
 		struct blob_id *id = &ids[st + i - first];
-		const uint8_t *src;
 
 		if (!(mask & (1ull << i)))
 			continue;
-		src = live ? buf + (uint64_t)i * STORE_PAGE_SIZE : page_at(&cur, st + i, NULL);
-		if (!src)
-			return hv_fail(err, EINVAL, "checkpoint: page %llu is in no memory slot",
-			               (unsigned long long)(st + i));
-		if (store_put(s, src, STORE_PAGE_SIZE, id, err) < 0)
+		if (!live && (zero & (1ull << i))) {
+			*id = STORE_ZERO_ID;
+			continue;
+		}
+		if (store_put(s, live ? buf + (uint64_t)i * STORE_PAGE_SIZE : hva[i],
+		              STORE_PAGE_SIZE, id, err) < 0)
 			return -1;
 		if (!blob_id_is_zero(id))
 			r->pages_written++;
@@ -168,6 +153,7 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC), blobs0, bytes0, npages = mem->npages;
 	uint64_t words = dirty_bitmap_words(mem);
 	struct manifest *parent = NULL, m = {0};
+	struct page_cursor cur = {.mem = mem, .slot = -1};
 	struct stream_mem mb = {0};
 	struct blob_id *ids = NULL;
 	uint64_t *sel = NULL, *want = NULL;
@@ -210,7 +196,7 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 		harvested = true;
 	} else {
 		dirty_start(mem); /* from now on every write is logged: the base of the next */
-		select_data(mem, sel);
+		set_range(sel, 0, npages); /* holes are found while writing (put_stretch) */
 	}
 	if (save_state(vm, &mb, err) < 0)
 		goto out;
@@ -267,8 +253,8 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 			    first + n - st < CBW_STRETCH ? (unsigned)(first + n - st) : CBW_STRETCH;
 			uint64_t mask = sel[st / 64] & (k == 64 ? ~0ull : (1ull << k) - 1);
 
-			if (mask &&
-			    put_stretch(vm, s, live, st, k, mask, buf, ids, first, r, err) < 0)
+			if (mask && put_stretch(vm, s, live, !parent, &cur, st, k, mask, buf, ids,
+			                        first, r, err) < 0)
 				goto out;
 		}
 		if (store_put(s, ids, n * sizeof(*ids), &m.chunks[c], err) < 0)

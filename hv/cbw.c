@@ -209,8 +209,16 @@ static int trap_start(struct guest_mem *m, struct cbw *c, const uint64_t *want,
 			p = !(p % 64) && !want[p / 64] ? p + 64 : p + 1;
 			continue;
 		}
-		for (q = p + 1; q < m->npages && (want[q / 64] & (1ull << (q % 64))); q++)
-			;
+		for (q = p + 1; q < m->npages;) {
+			if (!(q % 64) && want[q / 64] == ~0ull)
+				q += 64;
+			else if (want[q / 64] & (1ull << (q % 64)))
+				q++;
+			else
+				break;
+		}
+		if (q > m->npages)
+			q = m->npages;
 		if (trap_protect(m, c->uffd, p, q - p, true) < 0) {
 			e = errno;
 			goto fail;
@@ -327,7 +335,8 @@ void cbw_before_write_slow(struct guest_mem *m, uint64_t page)
 	pthread_mutex_unlock(&c->lock);
 }
 
-int cbw_claim(struct guest_mem *m, uint64_t first, unsigned n, uint8_t *buf, uint64_t *got)
+int cbw_claim(struct guest_mem *m, uint64_t first, unsigned n, uint64_t zero, uint8_t *buf,
+              uint64_t *got)
 {
 	struct cbw *c = m->cbw;
 	struct cbw_copy *cp, *next;
@@ -357,7 +366,7 @@ int cbw_claim(struct guest_mem *m, uint64_t first, unsigned n, uint8_t *buf, uin
 
 		if (!wanted(c, first + i))
 			continue;
-		hva = page_hva(m, first + i);
+		hva = zero & (1ull << i) ? NULL : page_hva(m, first + i);
 		if (hva)
 			memcpy(buf + (uint64_t)i * MEM_PAGE_SIZE, hva, MEM_PAGE_SIZE);
 		else

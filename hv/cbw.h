@@ -50,11 +50,15 @@ int cbw_arm(struct guest_mem *m, uint64_t *want, bool trap, struct hv_error *err
  * cbw_claim - the arm-time content of the wanted pages among [@first, @first+@n)
  * (@first a multiple of CBW_STRETCH, @n <= CBW_STRETCH): for each such page i, copies it
  * into @buf + i*4096 and sets bit i of *@got; those pages are then no longer wanted.
- * Pages not wanted (never, or already claimed) are left alone. Returns the number of
- * pages given, or -1 when not armed or when a writer could not copy a page (out of
- * memory): the arm can no longer give a consistent view and must be abandoned.
+ * Pages not wanted (never, or already claimed) are left alone. A wanted page whose bit
+ * is set in @zero is given as zeros without reading RAM: the caller saw it in a hole of
+ * the memfd, which it has been since the arm unless a writer copied it aside (then the
+ * copy is given). Returns the number of pages given, or -1 when not armed or when a
+ * writer could not copy a page (out of memory): the arm can no longer give a consistent
+ * view and must be abandoned.
  */
-int cbw_claim(struct guest_mem *m, uint64_t first, unsigned n, uint8_t *buf, uint64_t *got);
+int cbw_claim(struct guest_mem *m, uint64_t first, unsigned n, uint64_t zero, uint8_t *buf,
+              uint64_t *got);
 
 /*
  * cbw_disarm - stop: nothing is wanted any more, copies not claimed are dropped, waiting
