@@ -462,7 +462,12 @@ static enum control_class vm_do_checkpoint(void *opaque, const char *path, const
 		sync_state(ctl);
 		return CONTROL_INVALID_STATE;
 	}
+	if (getenv("HV_CKPT_TRACE"))
+		fprintf(stderr, "checkpoint: vm_pause %.3f ms\n", seconds_since(&cr.t0) * 1e3);
 	rc = ckpt_take(vm, s, &o, &r, err); /* resumes the VM */
+	if (getenv("HV_CKPT_TRACE"))
+		fprintf(stderr, "checkpoint: pause work %.3f ms, pause %.3f ms\n",
+		        (double)r.pause_work_ns / 1e6, cr.pause_s * 1e3);
 	store_close(s);
 	sync_state(ctl);
 	if (rc < 0) {
