@@ -27,8 +27,11 @@ for t in "${targets[@]}"; do
 	# The state-stream reader is the most exposed parser (migration, restore, checkpoints):
 	# it gets three times as long.
 	[ "$name" = fuzz_stream ] && t_secs=$((secs * 3))
+	# A target may come with a dictionary of its format's tokens (fuzz/<target>.dict).
+	dict=()
+	[ -f "$here/$name.dict" ] && dict=(-dict="$here/$name.dict")
 	echo "fuzz: $name for ${t_secs}s"
-	"$t" -max_total_time="$t_secs" -max_len=65536 -rss_limit_mb=2048 \
+	"$t" -max_total_time="$t_secs" -max_len=65536 -rss_limit_mb=2048 ${dict[@]+"${dict[@]}"} \
 		-artifact_prefix="$build/fuzz/artifacts/$name-" -print_final_stats=1 \
 		"$corpus" 2>&1 | tail -n 12
 done
