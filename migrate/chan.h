@@ -46,11 +46,14 @@ int chan_addr_parse(const char *s, struct chan_addr *a, struct hv_error *err);
 
 /* TLS settings; all NULL means plaintext. cert, key and ca are required together. */
 struct chan_tls_config {
-	const char *cert;     /* PEM certificate chain of this side */
-	const char *key;      /* PEM private key */
-	const char *ca;       /* PEM CA certificate(s) that sign the peer's certificate */
-	const char *hostname; /* client: expected name in the server's certificate; NULL:
-	                       * the address's host */
+	const char *cert;      /* PEM certificate chain of this side */
+	const char *key;       /* PEM private key */
+	const char *ca;        /* PEM CA certificate(s) that sign the peer's certificate */
+	const char *hostname;  /* client: expected name in the server's certificate; NULL:
+	                        * the address's host */
+	const char *peer_name; /* server: a DNS name the client's certificate must carry (in
+	                        * its subjectAltName, or its CN when it has none); NULL: any
+	                        * certificate signed by @ca is let in */
 };
 
 /* A TLS context (an SSL_CTX) shared by every channel of one side. */

@@ -37,7 +37,8 @@
 struct chan_tls {
 	SSL_CTX *ctx;
 	bool server;
-	char *hostname; /* client: from the configuration, may be NULL */
+	char *hostname;  /* client: from the configuration, may be NULL */
+	char *peer_name; /* server: the client certificate's required name, may be NULL */
 };
 
 /* One connection's TLS state. */
@@ -160,7 +161,8 @@ struct chan_tls *chan_tls_new(const struct chan_tls_config *cfg, bool server, st
 		goto fail;
 	}
 	t->server = server;
-	if (cfg->hostname && !(t->hostname = strdup(cfg->hostname))) {
+	if ((cfg->hostname && !(t->hostname = strdup(cfg->hostname))) ||
+	    (cfg->peer_name && !(t->peer_name = strdup(cfg->peer_name)))) {
 		hv_fail(err, ENOMEM, "TLS: out of memory");
 		goto fail;
 	}
@@ -205,6 +207,7 @@ void chan_tls_free(struct chan_tls *t)
 		return;
 	SSL_CTX_free(t->ctx);
 	free(t->hostname);
+	free(t->peer_name);
 	free(t);
 }
 
@@ -234,6 +237,13 @@ static SSL *ssl_new(struct chan_tls *t, const char *hostname, const char *addr_h
 	SSL_set_app_data(ssl, ticket);
 	if (t->server) {
 		SSL_set_accept_state(ssl);
+		/* The CA alone lets in any machine it certified; this narrows it to one name. */
+		if (t->peer_name) {
+			host = t->peer_name;
+			SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			if (SSL_set1_host(ssl, host) != 1)
+				goto bad_host;
+		}
 		return ssl;
 	}
 	SSL_set_connect_state(ssl);

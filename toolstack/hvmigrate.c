@@ -84,6 +84,8 @@ static const char usage_recv[] =
     "migration failed.\n"
     "\n"
     "  --tls-cert F --tls-key F --tls-ca F   TLS 1.3; clients need a certificate of --tls-ca\n"
+    "  --tls-client-name N    ... and one for the DNS name N (subjectAltName): the CA\n"
+    "                         alone lets in any machine it certified\n"
     "  --control SOCK         serve the VM's control socket at SOCK once it runs; with\n"
     "                         --keep-listening, %n in SOCK becomes the VM's name and %i\n"
     "                         the migration's number (default suffix: .%i)\n"
@@ -601,13 +603,19 @@ static int recv_loop(struct chan_listener *l, struct chan_tls *tls, struct recv_
 
 static int cmd_recv(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"listen", required_argument, NULL, 'l'},   {"tls-cert", required_argument, NULL, 'c'},
-	    {"tls-key", required_argument, NULL, 'k'},  {"tls-ca", required_argument, NULL, 'a'},
-	    {"control", required_argument, NULL, 'S'},  {"console", required_argument, NULL, 'C'},
-	    {"keep-listening", no_argument, NULL, 'K'}, {"timeout", required_argument, NULL, 't'},
-	    {"paused", no_argument, NULL, 'p'},         {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},           {0}};
+	static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
+	                                     {"tls-cert", required_argument, NULL, 'c'},
+	                                     {"tls-key", required_argument, NULL, 'k'},
+	                                     {"tls-ca", required_argument, NULL, 'a'},
+	                                     {"control", required_argument, NULL, 'S'},
+	                                     {"console", required_argument, NULL, 'C'},
+	                                     {"keep-listening", no_argument, NULL, 'K'},
+	                                     {"timeout", required_argument, NULL, 't'},
+	                                     {"paused", no_argument, NULL, 'p'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {"tls-client-name", required_argument, NULL, 'N'},
+	                                     {0}};
 	struct recv_opts o = {.accept_ms = -1};
 	struct hv_error err = {0};
 	struct chan_addr a;
@@ -623,6 +631,7 @@ static int cmd_recv(int argc, char **argv)
 		case 'c': o.tls.cert = optarg; break;
 		case 'k': o.tls.key = optarg; break;
 		case 'a': o.tls.ca = optarg; break;
+		case 'N': o.tls.peer_name = optarg; break;
 		case 'S': o.control = optarg; break;
 		case 'C': o.console = optarg; break;
 		case 'K': o.keep = true; break;
@@ -648,6 +657,8 @@ static int cmd_recv(int argc, char **argv)
 	if ((o.tls.cert || o.tls.key || o.tls.ca) && !(o.tls.cert && o.tls.key && o.tls.ca))
 		return fail(EXIT_USAGE,
 		            "recv: TLS needs all of --tls-cert, --tls-key and --tls-ca");
+	if (o.tls.peer_name && !o.tls.cert)
+		return fail(EXIT_USAGE, "recv: --tls-client-name needs TLS (--tls-cert ...)");
 	if (o.paused && !o.control)
 		return fail(EXIT_USAGE,
 		            "recv: --paused needs --control: nothing could resume the VM");

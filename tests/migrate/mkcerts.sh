@@ -5,7 +5,7 @@
 #
 #   ca.pem                        the CA both sides trust
 #   server.pem/.key               for DNS:localhost, IP:127.0.0.1, IP:::1 (serverAuth)
-#   client.pem/.key               clientAuth
+#   client.pem/.key               clientAuth, for DNS:source.hv.test
 #   ca2.pem, server2.*, client2.* an unrelated CA and its own server and client
 #   expired.pem/.key              a server certificate that expired in 2021
 #   wronghost.pem/.key            a server certificate for DNS:wrong.example only
@@ -42,6 +42,7 @@ subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = clientAuth
+subjectAltName = DNS:source.hv.test
 
 [wronghost]
 basicConstraints = critical, CA:FALSE

@@ -69,11 +69,15 @@ static void expect_words(const char *msg, ...)
 	va_end(ap);
 }
 
+/* The client name a server made by tls_side requires (chan_tls_config.peer_name). */
+static const char *server_peer_name;
+
 /* A TLS side: certificate and key NAME.pem/NAME.key, trusting CA.pem. */
 static struct chan_tls *tls_side(const char *name, const char *ca, bool server)
 {
 	char cert[64], key[64], cafile[64];
-	struct chan_tls_config cfg = {.cert = cert, .key = key, .ca = cafile};
+	struct chan_tls_config cfg = {
+	    .cert = cert, .key = key, .ca = cafile, .peer_name = server ? server_peer_name : NULL};
 	struct hv_error err = {0};
 	struct chan_tls *t;
 
@@ -463,6 +467,25 @@ static void test_tls_wrong_host(void **state)
 	expect_words(ce.msg, "certificate verify failed", "IP address mismatch", "127.0.0.1", NULL);
 }
 
+/* A server that names the client it expects lets in only that one. */
+static void test_tls_client_name(void **state)
+{
+	struct chan_tls *s, *c = tls_side("client", "ca", false);
+	struct hv_error se, ce;
+
+	server_peer_name = "source.hv.test";
+	s = tls_side("server", "ca", true);
+	round_trip("tcp:127.0.0.1:0", s, c, NULL);
+	chan_tls_free(s);
+	chan_tls_free(c);
+	server_peer_name = "other.hv.test";
+	tls_refused("server", "ca", "client", "ca", NULL, &se, &ce);
+	server_peer_name = NULL;
+	expect_words(se.msg, "certificate verify failed", "hostname mismatch",
+	             "not for other.hv.test", NULL);
+	expect_words(ce.msg, "rejected our certificate", NULL);
+}
+
 static void test_tls_expired(void **state)
 {
 	struct hv_error se, ce;
@@ -840,6 +863,7 @@ int main(void)
 	    cmocka_unit_test(test_tls_wrong_host),
 	    cmocka_unit_test(test_tls_expired),
 	    cmocka_unit_test(test_tls_client_without_cert),
+	    cmocka_unit_test(test_tls_client_name),
 	    cmocka_unit_test(test_plain_client_tls_server),
 	    cmocka_unit_test(test_tls_client_plain_server),
 	    cmocka_unit_test(test_tls_config_errors),

@@ -213,7 +213,10 @@ group_tls() {
 	for mode in "zstd 4" "none 1"; do
 		local name="tls-${mode// /-}"
 		start_src "$name"
-		start_dst "$name" tcp:127.0.0.1:0 "${TLS_SRV[@]}"
+		# The first also names the client it lets in (the certificate's DNS name).
+		local extra=()
+		[ "$mode" = "zstd 4" ] && extra=(--tls-client-name source.hv.test)
+		start_dst "$name" tcp:127.0.0.1:0 "${TLS_SRV[@]}" "${extra[@]}"
 		migrate "$name" "$DST_ADDR" "${TLS_CLI[@]}" --compress "${mode% *}" --channels "${mode#* }" \
 			--downtime-ms 3000
 		[ "$SEND_RC" = 0 ] && ok "$name: send exit 0" || fail "$name: send exit $SEND_RC: $SEND_ERR"
@@ -243,6 +246,16 @@ group_tls() {
 	migrate tls-after "$DST_ADDR" "${TLS_CLI[@]}" --downtime-ms 3000
 	[ "$SEND_RC" = 0 ] && ok "TLS after refusals: exit 0" || fail "TLS after refusals: $SEND_RC $SEND_ERR"
 	check_moved tls-bad
+
+	# A receiver that names another client refuses this one's certificate.
+	start_src tls-name
+	start_dst tls-name tcp:127.0.0.1:0 "${TLS_SRV[@]}" --tls-client-name other.hv.test
+	migrate tls-name "$DST_ADDR" "${TLS_CLI[@]}"
+	[ "$SEND_RC" = 1 ] && ok "client name: send exit 1" || fail "client name: send exit $SEND_RC"
+	expect "client name: error" 'rejected our certificate' "$SEND_ERR"
+	expect "client name: receiver says why" 'not for other.hv.test' "$(cat "$DST_ERR")"
+	check_stayed tls-name
+	kill "$DST_PID" 2>/dev/null
 
 	# Expired server certificate.
 	start_src tls-expired
