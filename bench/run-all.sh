@@ -19,3 +19,6 @@ bash "$here/saverestore.sh" "$build"
 echo
 echo "== live migration over loopback: hv vs QEMU (matrix: MIG_* variables, bench/README.md)"
 bash "$here/migration.sh" "$build"
+echo
+echo "== checkpoints into the store: hv vs QEMU to a file, zstd -1, restic (CK_* variables, bench/README.md)"
+bash "$here/checkpoint.sh" "$build"

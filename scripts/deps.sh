@@ -11,6 +11,7 @@ PKGS=(
 	clang libclang-rt-14-dev
 	qemu-system-x86 linux-image-amd64 busybox-static
 	zstd
+	restic   # bench/checkpoint.sh: the CAS backup tool the checkpoint store is compared with
 )
 
 missing=()
