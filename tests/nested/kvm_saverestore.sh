@@ -28,7 +28,15 @@ fail() {
 	exit 1
 }
 
-last_pass() { sed -n 's/^memtouch pass \([0-9]*\).*/\1/p' "$log" | tail -n 1; }
+# last_pass: the last pass of a complete console line (one still being printed could read
+# "memtouch pass 1" for 12).
+last_pass() {
+	if [ -z "$(tail -c 1 "$log")" ]; then
+		sed -n 's/^memtouch pass \([0-9][0-9]*\)$/\1/p' "$log"
+	else
+		sed -n '$!s/^memtouch pass \([0-9][0-9]*\)$/\1/p' "$log"
+	fi | tail -n 1
+}
 
 # wait_pass N: until the console shows a reported pass > N (60 s at most).
 wait_pass() {
