@@ -78,8 +78,14 @@ checkpoint() {
 	[ -n "$id" ] || fail "checkpoint $1: no id in the reply: $reply"
 	echo "$reply" | grep '"full":'"$2" >/dev/null ||
 		fail "checkpoint $1: expected \"full\":$2 in the reply: $reply"
+	# Live: KVM's vCPUs write RAM behind hv, so the pages are write-protected with
+	# userfaultfd while they are saved (hv/cbw.c); the pause is only the state capture.
+	echo "$reply" | grep '"live":true' >/dev/null ||
+		fail "checkpoint $1: not live (userfaultfd write-protect?): $reply"
 	after=$(last_pass)
-	echo "checkpoint $1: $id at pass $at (full=$2)"
+	pause=$(echo "$reply" | sed -n 's/.*"pause_ms":\([0-9.]*\).*/\1/p')
+	copied=$(echo "$reply" | sed -n 's/.*"pages_copied":\([0-9]*\).*/\1/p')
+	echo "checkpoint $1: $id at pass $at (full=$2, live, pause $pause ms, $copied pages copied before write)"
 }
 
 # stop_vm: quit the VM and reap hv (status 0 expected).
