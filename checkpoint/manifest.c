@@ -21,6 +21,7 @@
 
 #include "checkpoint/manifest.h"
 #include "checkpoint/store_int.h"
+#include "migrate/savefile.h"
 
 #define MANIFEST_MAGIC   "HVMANIF\n"
 #define MANIFEST_VERSION 1
@@ -325,4 +326,19 @@ int manifest_list(struct store *s, char (**ids)[MANIFEST_ID_LEN + 1], size_t *n,
 	*ids = v;
 	*n = cnt;
 	return 0;
+}
+
+int manifest_delete(struct store *s, const char *id, struct hv_error *err)
+{
+	char dir[4096], p[4200];
+
+	if (!id_ok(id))
+		return hv_fail(err, EINVAL, "'%s' is not a checkpoint id (%d hex digits)", id,
+		               MANIFEST_ID_LEN);
+	snprintf(dir, sizeof(dir), "%s/manifests", s->path);
+	snprintf(p, sizeof(p), "%s/%s", dir, id);
+	if (unlink(p) < 0)
+		return hv_fail(err, errno, "%s: checkpoint %s: %s", s->path, id,
+		               errno == ENOENT ? "no such checkpoint" : strerror(errno));
+	return savefile_sync_dir(dir, err);
 }

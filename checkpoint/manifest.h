@@ -74,6 +74,13 @@ int manifest_encode(const struct manifest *m, uint8_t **buf, size_t *len, struct
 int manifest_list(struct store *s, char (**ids)[MANIFEST_ID_LEN + 1], size_t *n,
                   struct hv_error *err);
 
+/*
+ * manifest_delete - remove checkpoint @id (its manifest file, then a directory fsync).
+ * The blobs it named stay until gc. ENOENT if there is no such checkpoint. The caller
+ * holds the exclusive lock: a writer may be using @id as the parent of its next one.
+ */
+int manifest_delete(struct store *s, const char *id, struct hv_error *err);
+
 /* manifest_free - release a manifest from manifest_read/parse. NULL is a no-op. */
 void manifest_free(struct manifest *m);
 

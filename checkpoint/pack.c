@@ -137,6 +137,34 @@ int pack_add(struct store *s, const struct blob_id *id, const void *data, size_t
 	return 0;
 }
 
+int pack_copy_blob(struct store *s, const struct ck_entry *e, const void *zdata,
+                   struct hv_error *err)
+{
+	struct ck_entry ne = *e;
+	struct ck_slot *sl;
+
+	if (s->pack_fd < 0 && pack_begin(s, err) < 0)
+		return -1;
+	if (s->pack_n == s->pack_cap) {
+		size_t nc = s->pack_cap ? s->pack_cap * 2 : 256;
+		struct ck_entry *np = realloc(s->pack_ents, nc * sizeof(*np));
+		if (!np)
+			return hv_fail(err, ENOMEM, "%s: out of memory", s->path);
+		s->pack_ents = np;
+		s->pack_cap = nc;
+	}
+	ne.off = s->pack_len;
+	if (pack_write(s, zdata, e->clen, err) < 0)
+		return -1;
+	sl = ck_insert(s, &ne, ENT_OPEN, err);
+	if (!sl)
+		return -1;
+	sl->e = ne;
+	sl->state = ENT_OPEN;
+	s->pack_ents[s->pack_n++] = ne;
+	return 0;
+}
+
 int pack_seal(struct store *s, struct hv_error *err)
 {
 	char hex[STORE_ID_HEX + 1], dst[4200], dir[4096];
@@ -189,6 +217,8 @@ int pack_seal(struct store *s, struct hv_error *err)
 			s->unidx = ne;
 			s->unidx_cap = nc;
 		}
+		/* From the pack's own entry: a repacked blob's slot still names its old home. */
+		sl->e = s->pack_ents[i];
 		sl->e.pack = pack;
 		sl->state = ENT_SEALED;
 		s->unidx[s->unidx_n++] = sl->e;

@@ -1,12 +1,11 @@
 /*
- * store.c - the checkpoint store: opening, the in-memory index, put/get/flush, the
- * exclusive lock and verify. The file formats live in pack.c, index.c and manifest.c;
+ * store.c - the checkpoint store: opening, the in-memory index, put/get/flush and
+ * verify (the locks are in lock.c). The file formats live in pack.c, index.c and manifest.c;
  * docs/checkpoint-store.md describes them and the commit protocol.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,7 +312,23 @@ static int read_config(const char *path, struct hv_error *err)
 
 int store_open(const char *path, struct store **out, struct hv_error *err)
 {
+	struct store_open_opts o = {.mode = STORE_READ};
+
+	return store_open_opts(path, &o, out, err);
+}
+
+int store_open_writer(const char *path, struct store **out, struct hv_error *err)
+{
+	struct store_open_opts o = {.mode = STORE_WRITE, .wait_ms = STORE_LOCK_WAIT_MS};
+
+	return store_open_opts(path, &o, out, err);
+}
+
+int store_open_opts(const char *path, const struct store_open_opts *o, struct store **out,
+                    struct hv_error *err)
+{
 	struct store *s;
+	int rc = 0;
 
 	*out = NULL;
 	if (read_config(path, err) < 0)
@@ -334,7 +349,12 @@ int store_open(const char *path, struct store **out, struct hv_error *err)
 		store_close(s);
 		return hv_fail(err, ENOMEM, "%s: out of memory", path);
 	}
-	if (index_load_all(s, err) < 0) {
+	/* The lock before the index: what a writer dedups against must stay (gc). */
+	if (o->mode == STORE_WRITE)
+		rc = lock_shared(s, o->wait_ms, o->on_wait, o->arg, err);
+	else if (o->mode == STORE_MAINT)
+		rc = store_lock_exclusive_wait(s, o->wait_ms, o->on_wait, o->arg, err);
+	if (rc < 0 || index_load_all(s, err) < 0) {
 		store_close(s);
 		return -1;
 	}
@@ -349,6 +369,7 @@ void store_close(struct store *s)
 	pack_abandon(s);
 	if (s->locked)
 		store_unlock(s, NULL);
+	lock_shared_release(s);
 	for (size_t i = 0; i < s->nbad; i++)
 		free(s->bad_index[i]);
 	free(s->bad_index);
@@ -394,7 +415,8 @@ int store_put(struct store *s, const void *data, size_t len, struct blob_id *id,
 	ck_sha256(data, len, id);
 	pthread_mutex_lock(&s->mu);
 	if (!ck_lookup(s, id)) {
-		uint64_t before = s->pack_len;
+		/* pack_add may begin a new pack (length 0): count from there, not the old one. */
+		uint64_t before = s->pack_fd < 0 ? 0 : s->pack_len;
 
 		rc = pack_add(s, id, data, len, err);
 		if (rc == 0) {
@@ -490,82 +512,6 @@ int store_get(struct store *s, const struct blob_id *id, void *buf, size_t cap, 
 	if (rc == 0)
 		*len = e.rawlen;
 	return rc;
-}
-
-/* ---- the exclusive lock ---- */
-
-static int lock_path(const struct store *s, char *p, size_t n)
-{
-	return snprintf(p, n, "%s/locks/exclusive", s->path);
-}
-
-int store_lock_exclusive(struct store *s, struct hv_error *err)
-{
-	char host[256] = "", p[4096], dir[4096], body[320], *text;
-	uint8_t *b;
-	size_t len;
-
-	if (s->locked)
-		return 0;
-	gethostname(host, sizeof(host) - 1);
-	lock_path(s, p, sizeof(p));
-	snprintf(dir, sizeof(dir), "%s/locks", s->path);
-	snprintf(body, sizeof(body), "%d %s\n", (int)getpid(), host);
-	/* Two tries: the second after removing a stale lock. */
-	for (int attempt = 0; attempt < 2; attempt++) {
-		char lhost[256];
-		int pid;
-
-		if (ck_write_atomic(dir, "exclusive", body, strlen(body), true, err) == 0) {
-			s->locked = true;
-			return 0;
-		}
-		if (!err || err->code != EEXIST)
-			return -1;
-		if (ck_read_file(p, 4096, &b, &len, err) < 0)
-			return -1;
-		text = strndup((char *)b, len);
-		free(b);
-		if (!text)
-			return hv_fail(err, ENOMEM, "%s: out of memory", p);
-		if (sscanf(text, "%d %255s", &pid, lhost) != 2 || pid <= 0) {
-			free(text);
-			return hv_fail(err, EBUSY,
-			               "%s: unreadable lock file; remove it if no "
-			               "prune or gc runs",
-			               p);
-		}
-		free(text);
-		/*
-		 * Stale only when we can tell: same host and the pid is gone. A lock from
-		 * another host could be live; only its owner (or a person) may remove it.
-		 */
-		if (strcmp(lhost, host) || kill(pid, 0) == 0 || errno != ESRCH)
-			return hv_fail(err, EBUSY, "%s: locked by pid %d on %s", s->path, pid,
-			               lhost);
-		/*
-		 * Stale: remove and retry. If two takers race, one unlink may remove the
-		 * other's new lock; the link() that follows still lets only one win, and
-		 * the loser fails with EBUSY.
-		 */
-		if (unlink(p) < 0 && errno != ENOENT)
-			return hv_fail(err, errno, "%s: removing stale lock: %s", p,
-			               strerror(errno));
-	}
-	return hv_fail(err, EBUSY, "%s: lock taken by another process meanwhile", s->path);
-}
-
-int store_unlock(struct store *s, struct hv_error *err)
-{
-	char p[4096];
-
-	if (!s->locked)
-		return 0;
-	s->locked = false;
-	lock_path(s, p, sizeof(p));
-	if (unlink(p) < 0)
-		return hv_fail(err, errno, "%s: %s", p, strerror(errno));
-	return 0;
 }
 
 /* ---- verify ---- */

@@ -9,8 +9,10 @@
  * a valid store in which only committed manifests (manifest.h) are visible.
  *
  * Several processes may write into one store at once: each writes its own packs and
- * index files, and every name is a content hash, so no name is ever contended. Only
- * maintenance (prune, gc) takes the exclusive lock.
+ * index files, and every name is a content hash, so no name is ever contended. Writers
+ * (store_open_writer) register a shared lock for the life of the handle; maintenance
+ * (prune, gc, delete) takes the exclusive lock and waits for the shared ones to go, so
+ * gc never deletes a pack a writer's index view still counts on.
  *
  * A handle may be used by several threads (a mutex serialises put/get/flush), but it is
  * meant for one writer thread. Every call returns 0 on success or -1 with @err set to a
@@ -31,6 +33,7 @@
 #define STORE_PACK_SIZE      (16u << 20) /* default: a pack is sealed past this */
 #define STORE_PACK_SIZE_MAX  (64u << 20) /* store_set_pack_size's ceiling */
 #define STORE_ID_HEX         64          /* hex digits of a blob or pack id */
+#define STORE_LOCK_WAIT_MS   60000       /* how long a writer waits for prune/gc */
 
 /* A blob (or pack) id: the SHA-256 of its bytes. */
 struct blob_id {
@@ -64,10 +67,42 @@ int store_create(const char *path, struct hv_error *err);
  */
 int store_open(const char *path, struct store **out, struct hv_error *err);
 
+/* store_wait_fn - told once (one line) when opening or locking has to wait for a lock. */
+typedef void (*store_wait_fn)(void *arg, const char *msg);
+
+enum store_mode {
+	STORE_READ,  /* no lock: list, show, verify, restore in tests */
+	STORE_WRITE, /* a shared lock (locks/shared-PID-RAND) until store_close */
+	STORE_MAINT, /* the exclusive lock, once no shared lock is live, until store_close */
+};
+
+struct store_open_opts {
+	enum store_mode mode;
+	int wait_ms;           /* how long to wait for a conflicting lock (0: fail at once) */
+	store_wait_fn on_wait; /* may be NULL */
+	void *arg;
+};
+
+/*
+ * store_open_opts - store_open, taking the lock @o->mode asks for before the index is
+ * loaded. A live conflicting lock (exclusive for STORE_WRITE; exclusive or any shared
+ * one for STORE_MAINT) is polled for until @o->wait_ms has passed, then EBUSY names its
+ * holder ("store DIR is locked by pid N on HOST (prune or gc); try again"). Locks whose
+ * pid is dead on this host are stale: removed and ignored.
+ */
+int store_open_opts(const char *path, const struct store_open_opts *o, struct store **out,
+                    struct hv_error *err);
+
+/*
+ * store_open_writer - store_open_opts for a checkpoint writer (or a restore): a shared
+ * lock, waiting up to STORE_LOCK_WAIT_MS for a running prune or gc.
+ */
+int store_open_writer(const char *path, struct store **out, struct hv_error *err);
+
 /*
  * store_close - release the handle. Blobs put since the last store_flush are lost (their
- * temporary pack is deleted): they were never committed. Releases the exclusive lock if
- * held. NULL is a no-op.
+ * temporary pack is deleted): they were never committed. Releases the exclusive or
+ * shared lock if held. NULL is a no-op.
  */
 void store_close(struct store *s);
 
@@ -139,9 +174,18 @@ int store_verify(struct store *s, bool read_data, store_report_fn report, void *
 /*
  * store_lock_exclusive - take the store's exclusive lock (locks/exclusive, holding
  * "pid hostname"). A lock whose pid is dead on this host is stale and taken over; a live
- * one, or one held on another host, makes this fail with EBUSY naming the holder.
+ * one, or one held on another host, makes this fail with EBUSY naming the holder. So
+ * does a live shared lock (a writer at work): the exclusive lock is then released.
  */
 int store_lock_exclusive(struct store *s, struct hv_error *err);
+
+/*
+ * store_lock_exclusive_wait - store_lock_exclusive, polling for up to @wait_ms while
+ * another holds the exclusive lock and then while shared locks are live; @on_wait (may be
+ * NULL) is told once for each of the two waits. EBUSY at the deadline, naming the holder.
+ */
+int store_lock_exclusive_wait(struct store *s, int wait_ms, store_wait_fn on_wait, void *arg,
+                              struct hv_error *err);
 
 /* store_unlock - release the exclusive lock taken through @s (no-op if not held). */
 int store_unlock(struct store *s, struct hv_error *err);

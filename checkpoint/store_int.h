@@ -43,6 +43,7 @@ enum { ENT_EMPTY, ENT_OPEN, ENT_SEALED, ENT_INDEXED };
 struct ck_slot {
 	struct ck_entry e;
 	uint8_t state;
+	uint8_t live; /* gc.c's mark */
 };
 
 struct store {
@@ -67,7 +68,8 @@ struct store {
 	size_t zcap;
 	char **bad_index; /* "index/NAME: why" for each index file skipped at open */
 	size_t nbad;
-	bool locked;
+	bool locked;  /* holds locks/exclusive */
+	char *shared; /* the name of its shared lock under locks/, or NULL */
 	/* blobs this handle added to packs, and their packed bytes (store_put_stats) */
 	uint64_t new_blobs, new_bytes;
 };
@@ -104,7 +106,6 @@ static inline uint64_t ck_get64(const uint8_t *p)
 /* ck_sha256 - SHA-256 of @len bytes. */
 void ck_sha256(const void *data, size_t len, struct blob_id *out);
 
-
 /*
  * ck_write_atomic - write @len bytes as @dir/@name: temp file, fsync, rename, fsync
  * of @dir. With @excl, an existing @dir/@name is refused (EEXIST) instead of replaced.
@@ -131,6 +132,12 @@ char *ck_pack_path(const struct store *s, const struct blob_id *pack);
 /* pack_add - compress and append a blob to the open pack (opening one if needed). */
 int pack_add(struct store *s, const struct blob_id *id, const void *data, size_t len,
              struct hv_error *err);
+/*
+ * pack_copy_blob - append blob @e's compressed bytes @zdata (already checked against its
+ * id) to the open pack, as is, and point its slot there (gc's repack).
+ */
+int pack_copy_blob(struct store *s, const struct ck_entry *e, const void *zdata,
+                   struct hv_error *err);
 /* pack_seal - finish the open pack (if any): trailer, fsync, rename to its hash, dir fsync. */
 int pack_seal(struct store *s, struct hv_error *err);
 /* pack_abandon - delete the open pack's temp file (store_close without flush). */
@@ -169,5 +176,19 @@ int index_encode(const struct ck_entry *ents, size_t n, uint8_t **buf, size_t *l
 int index_load_all(struct store *s, struct hv_error *err);
 /* index_write_pending - write s->unidx as one or more index files, mark them indexed. */
 int index_write_pending(struct store *s, struct hv_error *err);
+
+/* lock.c */
+#define LOCK_HOST_MAX 255
+/*
+ * lock_parse - parse a lock file's @len bytes (untrusted): "PID HOSTNAME\n", pid > 0,
+ * host 1..255 printable bytes without spaces. On success *@pid and @host are set.
+ */
+int lock_parse(const uint8_t *buf, size_t len, int *pid, char host[LOCK_HOST_MAX + 1],
+               struct hv_error *err);
+/* lock_shared - register a shared lock in s->shared, waiting out a live exclusive one. */
+int lock_shared(struct store *s, int wait_ms, store_wait_fn on_wait, void *arg,
+                struct hv_error *err);
+/* lock_shared_release - remove s->shared, if any. */
+void lock_shared_release(struct store *s);
 
 #endif

@@ -163,6 +163,11 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	int rc = -1;
 
 	memset(r, 0, sizeof(*r));
+	if (atomic_load(&mem->filling)) {
+		hv_fail(err, EBUSY,
+		        "checkpoint: guest memory is still being loaded (lazy restore)");
+		goto out;
+	}
 	if (o->ntags > MANIFEST_TAGS_MAX) {
 		hv_fail(err, EINVAL, "%zu tags, at most %d", o->ntags, MANIFEST_TAGS_MAX);
 		goto out;
@@ -170,9 +175,12 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	store_put_stats(s, &blobs0, &bytes0);
 	/* A parent is a base only if the dirty log has run, unharvested by others, since. */
 	if (!o->full && o->parent && *o->parent && dirty_logging(mem)) {
-		if (manifest_read(s, o->parent, &parent, err) < 0)
+		/* A parent pruned or deleted meanwhile: this checkpoint is simply full. */
+		if (manifest_read(s, o->parent, &parent, &werr) < 0 && werr.code != ENOENT) {
+			hv_fail(err, werr.code, "%s", werr.msg);
 			goto out;
-		if (parent->ram_size != mem->ram_size) {
+		}
+		if (parent && parent->ram_size != mem->ram_size) {
 			manifest_free(parent);
 			parent = NULL;
 		}
@@ -310,5 +318,5 @@ int ckpt_open_store(const char *path, bool create, struct store **out, struct hv
 
 	if (create && stat(path, &sb) < 0 && errno == ENOENT && store_create(path, err) < 0)
 		return -1;
-	return store_open(path, out, err);
+	return store_open_writer(path, out, err);
 }

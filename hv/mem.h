@@ -56,6 +56,11 @@ struct guest_mem {
 	uint64_t dirty_last_ns;     /* time of the previous harvest */
 	double dirty_rate_bps;      /* smoothed bytes/s */
 
+	/* A lazy restore is still loading pages (checkpoint/lazy.c): a hole of the memfd may
+	 * be a page not loaded yet rather than a zero page, so whatever copies RAM out
+	 * (save, checkpoint, migration) must refuse until it is clear. */
+	_Atomic bool filling;
+
 	/* Copy-before-write (cbw.c): on while a point-in-time copy of RAM is being read. */
 	_Atomic bool cbw_on;
 	struct cbw *cbw;

@@ -352,6 +352,17 @@ static enum control_class vm_do_quit(void *opaque, struct hv_error *err)
 	return CONTROL_OK;
 }
 
+/* Save, checkpoint and migration copy RAM out: not while a lazy restore fills it. */
+static bool ram_filling(struct vm *vm, struct hv_error *err)
+{
+	if (!atomic_load(&vm->mem.filling))
+		return false;
+	hv_fail(err, EBUSY,
+	        "guest memory is still being loaded (lazy restore); try again once it is "
+	        "resident");
+	return true;
+}
+
 /* Pause, write, then resume or stop: a failed save leaves the VM as it found it. */
 static enum control_class vm_do_save(void *opaque, const char *file, bool keep_running, json_t *ret,
                                      struct hv_error *err)
@@ -368,6 +379,8 @@ static enum control_class vm_do_save(void *opaque, const char *file, bool keep_r
 		hv_fail(err, EINVAL, "cannot save a VM that is %s", vm_state_name(st));
 		return CONTROL_INVALID_STATE;
 	}
+	if (ram_filling(vm, err))
+		return CONTROL_INVALID_STATE;
 	if (was_running && vm_pause(vm, err) < 0) {
 		sync_state(ctl);
 		return CONTROL_INVALID_STATE;
@@ -450,6 +463,8 @@ static enum control_class vm_do_checkpoint(void *opaque, const char *path, const
 		hv_fail(err, EINVAL, "cannot checkpoint a VM that is %s", state_name(st));
 		return CONTROL_INVALID_STATE;
 	}
+	if (ram_filling(vm, err))
+		return CONTROL_INVALID_STATE;
 	/* Open (reading every index file) before pausing: it is not the guest's time. */
 	if (ckpt_open_store(path, true, &s, err) < 0)
 		return CONTROL_FAILED;
@@ -574,6 +589,8 @@ static enum control_class vm_do_migrate(void *opaque, const struct mig_params *p
 		hv_fail(err, EINVAL, "cannot migrate a VM that is %s", state_name(st));
 		return CONTROL_INVALID_STATE;
 	}
+	if (ram_filling(ctl->vm, err))
+		return CONTROL_INVALID_STATE;
 	migration_free(ctl->mig); /* the last one, finished */
 	/* The migration harvests and stops the dirty log: the next checkpoint is full. */
 	ctl->ckpt_parent[0] = '\0';

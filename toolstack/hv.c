@@ -12,15 +12,18 @@
 #include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hv/loader/loader.h"
 #include "hv/loader/preload.h"
 #include "hv/loader/pvh.h"
+#include "checkpoint/lazy.h"
 #include "checkpoint/vmckpt.h"
 #include "hv/vm.h"
 #include "migrate/savefile.h"
@@ -272,7 +275,10 @@ static const char usage_restore[] =
     "\n"
     "  -s, --store DIR        restore checkpoint ID from the store DIR, eagerly (all of\n"
     "                         its memory is loaded before the VM runs)\n"
-    "      --lazy             load memory on demand (not implemented yet)\n"
+    "  -l, --lazy             with --store: run at once and load memory on demand while\n"
+    "                         the rest is prefetched (needs userfaultfd)\n"
+    "  -r, --report FILE      once memory is fully resident, write timings and page\n"
+    "                         counts to FILE as one JSON object\n"
     "  -S, --control SOCK     serve the control socket SOCK (see hvctl(1))\n"
     "  -p, --paused           restore but do not run until resumed (needs --control)\n"
     "  -h, --help             show this help\n"
@@ -281,12 +287,110 @@ static const char usage_restore[] =
     "      --run-until N      run until vCPU 0 has retired N instructions in total, then\n"
     "      --save-to FILE     save the VM to FILE there (without it: just stop) and exit 0\n";
 
+/*
+ * --report: written once both the vCPUs have started and every page is present, from
+ * whichever thread sees the second of the two (the prefetcher may finish first).
+ */
+struct restore_report {
+	pthread_mutex_t mu;
+	const char *path; /* NULL: no report */
+	struct timespec t0;
+	struct restore_stats st;
+	double first_run_ms, resident_ms; /* < 0 until known */
+	bool written;
+};
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Lock held. Write the report if both halves are known. */
+static void report_try_write(struct restore_report *r)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if (!r->path || r->written || r->first_run_ms < 0 || r->resident_ms < 0)
+		return;
+	r->written = true;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", r->path);
+	f = fopen(tmp, "w");
+	if (!f) {
+		fprintf(stderr, "hv: --report %s: %s\n", tmp, strerror(errno));
+		return;
+	}
+	/* Residency that came before the first run counts from the first run. */
+	fprintf(f,
+	        "{\"mode\":\"%s\",\"first_run_ms\":%.3f,\"resident_ms\":%.3f,"
+	        "\"pages_total\":%llu,\"pages_nonzero\":%llu,\"pages_faulted\":%llu,"
+	        "\"pages_prefetched\":%llu}\n",
+	        r->st.lazy ? "lazy" : "eager", r->first_run_ms,
+	        r->resident_ms > r->first_run_ms ? r->resident_ms : r->first_run_ms,
+	        (unsigned long long)r->st.pages_total, (unsigned long long)r->st.pages_nonzero,
+	        (unsigned long long)r->st.pages_faulted,
+	        (unsigned long long)r->st.pages_prefetched);
+	if (fclose(f) != 0 || rename(tmp, r->path) < 0)
+		fprintf(stderr, "hv: --report %s: %s\n", r->path, strerror(errno));
+}
+
+static void report_first_run(struct restore_report *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->first_run_ms = ms_since(&r->t0);
+	report_try_write(r);
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void report_resident(struct restore_report *r, const struct restore_stats *st)
+{
+	pthread_mutex_lock(&r->mu);
+	r->resident_ms = ms_since(&r->t0);
+	r->st = *st;
+	report_try_write(r);
+	pthread_mutex_unlock(&r->mu);
+}
+
+static struct restore_report report = {
+    .mu = PTHREAD_MUTEX_INITIALIZER, .first_run_ms = -1, .resident_ms = -1};
+static const char *restore_control_path;
+
+/* The store of a lazy restore: closed once memory is resident, or at the end. */
+static _Atomic(struct store *) lazy_store;
+
+static void lazy_resident(void *arg, const struct restore_stats *st)
+{
+	(void)arg;
+	report_resident(&report, st);
+	/* A VM that runs for months must not hold the store's shared lock: prune waits on it. */
+	store_close(atomic_exchange(&lazy_store, NULL));
+}
+
+/*
+ * A thread (a vCPU, mostly) waits in the kernel for a page the store cannot give: it can
+ * neither be given other bytes nor be stopped, so the process ends here.
+ */
+static void lazy_fatal(void *arg, const char *msg)
+{
+	struct vm *vm = arg;
+
+	fprintf(stderr, "hv: %s: %s\n", vm->cfg.name, msg);
+	if (restore_control_path)
+		unlink(restore_control_path);
+	_exit(VM_STATUS_CRASH);
+}
+
 /* Hidden test mode: stop at an exact instruction, save, end. 0, or the VM's own status. */
-static int restore_run_until(struct vm *vm, uint64_t icount, const char *save_to)
+static int restore_run_until(struct vm *vm, struct lazy *lz, uint64_t icount, const char *save_to)
 {
 	struct hv_error err = {0};
-	int rc = vm_run_until(vm, icount, &err);
+	int rc;
 
+	report_first_run(&report); /* vm_run_until starts the vCPUs */
+	rc = vm_run_until(vm, icount, &err);
 	if (rc < 0) {
 		fprintf(stderr, "hv: %s: %s\n", vm->cfg.name, err.msg);
 		vm_shutdown(vm, VM_EXIT_REQUESTED, VM_STATUS_CRASH, "run-until failed");
@@ -299,6 +403,12 @@ static int restore_run_until(struct vm *vm, uint64_t icount, const char *save_to
 		        (unsigned long long)icount);
 		return rc ? rc : VM_STATUS_CRASH;
 	}
+	/* The save file skips holes: every page must be in RAM first. */
+	if (lz && lazy_wait_resident(lz, &err) < 0) {
+		fprintf(stderr, "hv: %s: %s\n", vm->cfg.name, err.msg);
+		vm_shutdown(vm, VM_EXIT_REQUESTED, VM_STATUS_CRASH, "lazy restore failed");
+		return vm_wait(vm);
+	}
 	if (save_to && savefile_write(vm, save_to, &err) < 0) {
 		fprintf(stderr, "hv: %s\n", err.msg);
 		vm_shutdown(vm, VM_EXIT_REQUESTED, 1, "save failed");
@@ -309,6 +419,32 @@ static int restore_run_until(struct vm *vm, uint64_t icount, const char *save_to
 	return vm_wait(vm);
 }
 
+/*
+ * The end of a restored VM: stop the lazy restore (nothing touches RAM any more), then say
+ * why it ended - a failed lazy restore in full, which vm->exit_reason has only in part.
+ */
+static int restore_finish(struct vm *vm, struct lazy *lz, struct store *store, int rc,
+                          bool say_exit)
+{
+	char msg[HV_ERROR_MSG] = "";
+
+	if (lz) {
+		const char *e = lazy_error(lz);
+
+		if (e && vm->exit_kind == VM_EXIT_ERROR)
+			snprintf(msg, sizeof(msg), "%s", e);
+		lazy_stop(lz);
+		store = atomic_exchange(&lazy_store, NULL);
+	}
+	store_close(store);
+	if (msg[0])
+		fprintf(stderr, "hv: %s: %s\n", vm->cfg.name, msg);
+	else if (say_exit)
+		report_exit(vm, vm->cfg.name);
+	vm_destroy(vm);
+	return msg[0] && !rc ? VM_STATUS_CRASH : rc;
+}
+
 static int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -317,29 +453,34 @@ static int cmd_restore(int argc, char **argv)
 	    {"run-until", required_argument, NULL, 'U'},
 	    {"save-to", required_argument, NULL, 'O'},
 	    {"store", required_argument, NULL, 's'},
-	    {"lazy", no_argument, NULL, 'L'},
+	    {"lazy", no_argument, NULL, 'l'},
+	    {"report", required_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	const char *control_path = NULL, *save_to = NULL, *store_dir = NULL, *file;
 	bool lazy = false;
-	struct store *store;
+	struct store *store = NULL;
+	struct lazy *lz = NULL;
 	unsigned long long until = 0;
 	bool paused = false;
 	struct control *ctl = NULL;
 	struct hv_error err = {0};
 	static struct vmsig sig; /* the watching thread outlives this frame */
 	static struct vm vm;
+	const struct lazy_ops ops = {.resident = lazy_resident, .fatal = lazy_fatal, .arg = &vm};
 	char *end;
 	int c, rc;
 
+	clock_gettime(CLOCK_MONOTONIC, &report.t0);
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":S:s:ph", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":S:s:lr:ph", opts, NULL)) != -1) {
 		switch (c) {
 		case 'S': control_path = optarg; break;
 		case 's': store_dir = optarg; break;
-		case 'L': lazy = true; break;
+		case 'l': lazy = true; break;
+		case 'r': report.path = optarg; break;
 		case 'p': paused = true; break;
 		case 'U':
 			errno = 0;
@@ -365,12 +506,11 @@ static int cmd_restore(int argc, char **argv)
 	file = argv[optind];
 	if (lazy && !store_dir)
 		return die_usage("--lazy needs --store");
-	if (lazy)
-		return die_usage("--lazy: lazy restore is not implemented yet");
 	if (paused && !control_path)
 		return die_usage("--paused needs --control: nothing could resume the VM");
 	if (save_to && !until)
 		return die_usage("--save-to needs --run-until");
+	restore_control_path = control_path;
 
 	vmsig_block(&sig);
 	signal(SIGPIPE, SIG_IGN);
@@ -378,21 +518,35 @@ static int cmd_restore(int argc, char **argv)
 	if (store_dir) {
 		if (ckpt_open_store(store_dir, false, &store, &err) < 0)
 			return die_usage("%s", err.msg);
-		rc = ckpt_restore(store, file, &vm, STDOUT_FILENO, STDIN_FILENO, &err);
-		store_close(store);
-		if (rc < 0)
+		if (lazy) {
+			atomic_store(&lazy_store, store);
+			rc = ckpt_restore_lazy(store, file, &vm, STDOUT_FILENO, STDIN_FILENO, &ops,
+			                       &lz, &err);
+		} else {
+			rc = ckpt_restore_counted(store, file, &vm, STDOUT_FILENO, STDIN_FILENO,
+			                          &report.st, &err);
+			store_close(store); /* every page is in RAM: the store is done with */
+			store = NULL;
+		}
+		if (rc < 0) {
+			atomic_store(&lazy_store, NULL);
+			store_close(store);
 			return die_usage("%s", err.msg);
+		}
 	} else if (savefile_read(&vm, file, STDOUT_FILENO, STDIN_FILENO, &err) < 0) {
 		return die_usage("%s", err.msg);
+	} else {
+		report.st.pages_total = vm.mem.npages; /* pages: the save file does not count */
 	}
+	if (!lz) /* resident before it runs */
+		report.resident_ms = 0;
 	vmsig_watch(&sig, &vm, NULL);
 	if (until) {
-		rc = restore_run_until(&vm, until, save_to);
-		vm_destroy(&vm);
-		return rc;
+		rc = restore_run_until(&vm, lz, until, save_to);
+		return restore_finish(&vm, lz, store, rc, false);
 	}
 	if (control_path && !(ctl = control_start(&vm, control_path, &err))) {
-		vm_destroy(&vm);
+		restore_finish(&vm, lz, store, 0, false);
 		return die_usage("%s", err.msg);
 	}
 	/* --paused: the vCPUs park before their first instruction. */
@@ -400,14 +554,17 @@ static int cmd_restore(int argc, char **argv)
 		vm_request_pause(&vm);
 	if (vm_start(&vm, &err) < 0 || (paused && vm_pause(&vm, &err) < 0)) {
 		control_stop(ctl);
-		vm_destroy(&vm);
-		return die_usage("%s: %s", vm.cfg.name, err.msg);
+		/* A lazy restore that failed before the start says why (status 125). */
+		if (lz && lazy_error(lz))
+			return restore_finish(&vm, lz, store, VM_STATUS_CRASH, false);
+		fprintf(stderr, "hv: %s: %s\n", vm.cfg.name, err.msg);
+		restore_finish(&vm, lz, store, 0, false);
+		return EXIT_USAGE;
 	}
+	report_first_run(&report);
 	rc = vm_wait(&vm);
 	control_stop(ctl);
-	report_exit(&vm, vm.cfg.name);
-	vm_destroy(&vm);
-	return rc;
+	return restore_finish(&vm, lz, store, rc, true);
 }
 
 int main(int argc, char **argv)

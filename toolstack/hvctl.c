@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "toolstack/ctlconn.h"
+#include "toolstack/hvctl_store.h"
 
 #ifndef HV_VERSION
 #define HV_VERSION "0.1.0"
@@ -34,8 +35,11 @@
 
 static const char usage[] =
     "usage: hvctl SOCK COMMAND [--json]\n"
+    "       hvctl store DIR SUBCOMMAND [OPTIONS]\n"
     "\n"
-    "Control the VM whose `hv run --control SOCK` serves the socket SOCK.\n"
+    "Control the VM whose `hv run --control SOCK` serves the socket SOCK, or maintain\n"
+    "the checkpoint store DIR: list, show, verify, delete, prune, gc, rebuild-index\n"
+    "(see 'hvctl store --help'; a socket named \"store\" is reached as ./store).\n"
     "\n"
     "Commands:\n"
     "  info                        name, state, accelerator, vCPUs, memory, uptime, exit\n"
@@ -233,6 +237,9 @@ int main(int argc, char **argv)
 	const char *cmd, *file = NULL;
 	int c, npos;
 
+	/* `store` as the first word: store maintenance, not a socket (./store is one). */
+	if (argc > 1 && !strcmp(argv[1], "store"))
+		return hvctl_store_main(argc - 1, argv + 1);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {

@@ -116,6 +116,11 @@ else
 	out=$("$HVCTL" "$S" checkpoint --store "$STORE" --json)
 	id0=$(field id "$out")
 	[ -n "$id0" ] && ok "full: first checkpoint fits" || fail "full: first checkpoint: $out"
+	# 16 MiB of random bytes fill more than one 16 MiB pack: the count must span packs.
+	b=$(field bytes_stored "$out")
+	[ "${b:-0}" -ge $((16 << 20)) ] && [ "$b" -le "$(du -sb "$STORE" | cut -f1)" ] &&
+		ok "full: bytes_stored $b counts every pack" ||
+		fail "full: bytes_stored ${b:-none} for 16 MiB of random pages (store: $(du -sb "$STORE" | cut -f1))"
 	# Completely full: even the writer's lock file cannot be written.
 	head -c 64M /dev/zero >"$T/small/filler" 2>/dev/null
 	out=$("$HVCTL" "$S" checkpoint --store "$STORE" 2>&1)
