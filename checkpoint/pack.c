@@ -89,13 +89,13 @@ void pack_abandon(struct store *s)
 		/* Reinsert everything after a removed slot so probe chains stay whole. */
 		struct ck_slot *old = s->tab;
 		size_t cap = s->cap;
-		s->tab = calloc(cap, sizeof(*s->tab));
+		s->tab = ck_tab_alloc(cap);
 		if (s->tab) {
 			s->count = 0;
 			for (size_t i = 0; i < cap; i++)
 				if (old[i].state != ENT_EMPTY)
 					ck_insert(s, &old[i].e, old[i].state, NULL);
-			free(old);
+			ck_tab_free(old, cap);
 		} else {
 			s->tab = old; /* out of memory: leave the holes; lookups may miss */
 		}

