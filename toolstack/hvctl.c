@@ -24,6 +24,7 @@
 
 #include "toolstack/ctlconn.h"
 #include "toolstack/hvctl_store.h"
+#include "toolstack/hvctl_domain.h"
 
 #ifndef HV_VERSION
 #define HV_VERSION "0.1.0"
@@ -36,6 +37,10 @@
 static const char usage[] =
     "usage: hvctl SOCK COMMAND [--json]\n"
     "       hvctl store DIR SUBCOMMAND [OPTIONS]\n"
+    "       hvctl [--socket PATH] DOMAIN-COMMAND [ARGS] [--json]\n"
+    "         (create FILE, list, info|start|pause|resume|shutdown|destroy|delete NAME,\n"
+    "          save NAME FILE, restore FILE [NAME], checkpoint NAME --store DIR\n"
+    "          [--tag T] [--full]: domains by name through hvd; see hvctl(1))\n"
     "\n"
     "Control the VM whose `hv run --control SOCK` serves the socket SOCK, or maintain\n"
     "the checkpoint store DIR: list, show, verify, delete, prune, gc, rebuild-index\n"
@@ -237,6 +242,9 @@ int main(int argc, char **argv)
 	const char *cmd, *file = NULL;
 	int c, npos;
 
+	/* A domain command (`hvctl [--socket PATH] list`, ...) goes to hvd, by name. */
+	if (hvctl_domain_wanted(argc, argv))
+		return hvctl_domain_main(argc, argv);
 	/* `store` as the first word: store maintenance, not a socket (./store is one). */
 	if (argc > 1 && !strcmp(argv[1], "store"))
 		return hvctl_store_main(argc - 1, argv + 1);

@@ -1,0 +1,315 @@
+/*
+ * hvctl_domain.c - `hvctl create|list|info|start|pause|resume|shutdown|destroy|delete|
+ * save|restore|checkpoint`: domains by name, through hvd (docs/hvctl.1.md).
+ *
+ * One connection per invocation, as for a VM's socket: greeting, one request, the reply
+ * with our id (events skipped), printed for a person or raw with --json. hvd answers
+ * shutdown, destroy and save only once the VM has stopped, so when hvctl returns the
+ * operation is over. Paths are made absolute here: hvd runs in another directory.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "toolstack/hvctl_domain.h"
+#include "toolstack/hvdconn.h"
+
+#define EXIT_FAIL  1
+#define EXIT_USAGE 2
+#define EXIT_NOHVD 3 /* hvd could not be reached */
+#define CONFIG_MAX (64 * 1024)
+
+struct dcmd {
+	const char *name;
+	int min, max; /* positional arguments */
+	const char *usage;
+};
+
+static const struct dcmd dcmds[] = {
+    {"create", 1, 1, "create FILE"},
+    {"list", 0, 0, "list [--json]"},
+    {"info", 1, 1, "info NAME"},
+    {"start", 1, 1, "start NAME"},
+    {"pause", 1, 1, "pause NAME"},
+    {"resume", 1, 1, "resume NAME"},
+    {"shutdown", 1, 1, "shutdown NAME"},
+    {"destroy", 1, 1, "destroy NAME"},
+    {"delete", 1, 1, "delete NAME"},
+    {"save", 2, 2, "save NAME FILE"},
+    {"restore", 1, 2, "restore FILE [NAME]"},
+    {"checkpoint", 1, 1, "checkpoint NAME --store DIR [--tag T] [--full]"},
+};
+#define NDCMDS (sizeof(dcmds) / sizeof(dcmds[0]))
+
+static const struct dcmd *dcmd_find(const char *w)
+{
+	for (size_t i = 0; i < NDCMDS; i++)
+		if (!strcmp(dcmds[i].name, w))
+			return &dcmds[i];
+	return NULL;
+}
+
+bool hvctl_domain_wanted(int argc, char **argv)
+{
+	struct stat sb;
+
+	int i = 1;
+
+	while (i < argc && !strcmp(argv[i], "--json"))
+		i++;
+	if (i >= argc)
+		return false;
+	if (!strcmp(argv[i], "--socket") || !strncmp(argv[i], "--socket=", 9))
+		return true;
+	/* A word that is also a socket in the working directory stays a socket path. */
+	return dcmd_find(argv[i]) && !(stat(argv[i], &sb) == 0 && S_ISSOCK(sb.st_mode));
+}
+
+static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("hvctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return status;
+}
+
+/* @path made absolute into @out. */
+static int absolute(const char *path, char *out, size_t cap)
+{
+	char cwd[PATH_MAX];
+
+	if (path[0] == '/')
+		return snprintf(out, cap, "%s", path) < (int)cap ? 0 : -1;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -1;
+	return snprintf(out, cap, "%s/%s", cwd, path) < (int)cap ? 0 : -1;
+}
+
+/* The config file's text and absolute path, as create's arguments. */
+static json_t *create_args(const char *file, int *status)
+{
+	char abs[PATH_MAX], *buf = malloc(CONFIG_MAX + 1);
+	FILE *f = fopen(file, "r");
+	json_t *text, *a = NULL;
+	size_t n;
+
+	*status = EXIT_FAIL;
+	if (!buf || !f) {
+		fail(EXIT_FAIL, "%s: %s", file, strerror(errno));
+		goto out;
+	}
+	n = fread(buf, 1, CONFIG_MAX + 1, f);
+	if (ferror(f)) {
+		fail(EXIT_FAIL, "%s: %s", file, strerror(errno));
+		goto out;
+	}
+	if (n > CONFIG_MAX) {
+		fail(EXIT_FAIL, "%s: larger than 64 KiB", file);
+		goto out;
+	}
+	if (absolute(file, abs, sizeof(abs)) < 0) {
+		fail(EXIT_FAIL, "%s: path too long", file);
+		goto out;
+	}
+	text = json_stringn(buf, n);
+	if (!text || memchr(buf, '\0', n)) {
+		json_decref(text);
+		fail(EXIT_FAIL, "%s: not a text file (NUL bytes or not UTF-8)", file);
+		goto out;
+	}
+	a = json_pack("{s:o, s:s}", "config", text, "file", abs);
+out:
+	if (f)
+		fclose(f);
+	free(buf);
+	return a;
+}
+
+static void print_size(json_int_t b, char *out, size_t cap)
+{
+	if (b && b % (1LL << 30) == 0)
+		snprintf(out, cap, "%lldG", (long long)(b >> 30));
+	else
+		snprintf(out, cap, "%lldM", (long long)(b >> 20));
+}
+
+static const char *str(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k)) ?: "-";
+}
+
+static void print_list(json_t *r)
+{
+	json_t *arr = json_object_get(r, "domains"), *d;
+	size_t i;
+
+	printf("%-20s %-14s %7s %5s %8s %8s\n", "NAME", "STATE", "MEMORY", "VCPUS", "PID",
+	       "UPTIME");
+	json_array_foreach(arr, i, d)
+	{
+		char mem[32], pid[16] = "-", up[24] = "-";
+		json_int_t p = json_integer_value(json_object_get(d, "pid"));
+
+		print_size(json_integer_value(json_object_get(d, "memory")), mem, sizeof(mem));
+		if (p) {
+			snprintf(pid, sizeof(pid), "%lld", (long long)p);
+			snprintf(up, sizeof(up), "%llds",
+			         (long long)json_integer_value(json_object_get(d, "uptime")));
+		}
+		printf("%-20s %-14s %7s %5lld %8s %8s\n", str(d, "name"), str(d, "state"), mem,
+		       (long long)json_integer_value(json_object_get(d, "vcpus")), pid, up);
+	}
+}
+
+static void print_info(json_t *r)
+{
+	static const char *const keys[] = {"name",    "uuid",    "state",     "accel",     "kernel",
+	                                   "control", "console", "save_file", "last_error"};
+	char mem[32];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (json_is_string(json_object_get(r, keys[i])))
+			printf("%-10s %s\n", keys[i], str(r, keys[i]));
+	print_size(json_integer_value(json_object_get(r, "memory")), mem, sizeof(mem));
+	printf("%-10s %s\n", "memory", mem);
+	printf("%-10s %lld\n", "vcpus", (long long)json_integer_value(json_object_get(r, "vcpus")));
+	if (json_integer_value(json_object_get(r, "pid"))) {
+		printf("%-10s %lld\n", "pid",
+		       (long long)json_integer_value(json_object_get(r, "pid")));
+		printf("%-10s %lld s\n", "uptime",
+		       (long long)json_integer_value(json_object_get(r, "uptime")));
+	}
+	printf("%-10s %s\n", "autostart",
+	       json_is_true(json_object_get(r, "autostart")) ? "yes" : "no");
+}
+
+static void print_result(const char *cmd, const char *name, const char *file, json_t *r)
+{
+	if (!strcmp(cmd, "list"))
+		print_list(r);
+	else if (!strcmp(cmd, "info"))
+		print_info(r);
+	else if (!strcmp(cmd, "checkpoint"))
+		printf("%s\n", str(r, "id"));
+	else if (!strcmp(cmd, "delete"))
+		printf("%s: deleted\n", name);
+	else if (!strcmp(cmd, "save"))
+		printf("%s: saved to %s (%.1f MiB in %.2f s)\n", name, file,
+		       (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20),
+		       json_number_value(json_object_get(r, "seconds")));
+	else if (!strcmp(cmd, "create") || !strcmp(cmd, "restore") || !strcmp(cmd, "start"))
+		printf("%s: %s (pid %lld, uuid %s)\n", str(r, "name"), str(r, "state"),
+		       (long long)json_integer_value(json_object_get(r, "pid")), str(r, "uuid"));
+	else
+		printf("%s: %s\n", str(r, "name"), str(r, "state"));
+}
+
+int hvctl_domain_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'j'},
+	    {"store", required_argument, NULL, 's'},  {"tag", required_argument, NULL, 't'},
+	    {"full", no_argument, NULL, 'f'},         {0},
+	};
+	const char *sock = NULL, *store = NULL, *tag = NULL, *name = NULL, *file = NULL;
+	char abs[PATH_MAX], abs_store[PATH_MAX];
+	struct hv_error e = {0};
+	const struct dcmd *dc;
+	bool raw = false, full = false;
+	json_t *args = NULL, *msg, *err;
+	struct ctlconn c;
+	int opt, npos, rc;
+
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'S': sock = optarg; break;
+		case 'j': raw = true; break;
+		case 's': store = optarg; break;
+		case 't': tag = optarg; break;
+		case 'f': full = true; break;
+		case ':': return fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
+		default:
+			return fail(EXIT_USAGE, "unknown option '%s' (see 'hvctl --help')",
+			            argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return fail(EXIT_USAGE, "missing a domain command (see 'hvctl --help')");
+	dc = dcmd_find(argv[optind]);
+	if (!dc)
+		return fail(EXIT_USAGE, "unknown domain command '%s' (see 'hvctl --help')",
+		            argv[optind]);
+	npos = argc - optind - 1;
+	if (npos < dc->min || npos > dc->max)
+		return fail(EXIT_USAGE, "usage: hvctl [--socket PATH] %s", dc->usage);
+	if ((store || tag || full) && strcmp(dc->name, "checkpoint"))
+		return fail(EXIT_USAGE, "--store, --tag and --full only go with checkpoint");
+	if (!strcmp(dc->name, "checkpoint") && (!store || !*store))
+		return fail(EXIT_USAGE, "checkpoint: missing --store DIR");
+	if (tag && (!*tag || strlen(tag) > 255))
+		return fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
+	if (!strcmp(dc->name, "create") || !strcmp(dc->name, "restore"))
+		file = argv[optind + 1], name = npos > 1 ? argv[optind + 2] : NULL;
+	else
+		name = npos ? argv[optind + 1] : NULL, file = npos > 1 ? argv[optind + 2] : NULL;
+	if (file && (!*file || absolute(file, abs, sizeof(abs)) < 0))
+		return fail(EXIT_USAGE, "%s: FILE must be a path of 1 to %d bytes", dc->name,
+		            PATH_MAX - 1);
+	if (!strcmp(dc->name, "create")) {
+		args = create_args(file, &rc);
+		if (!args)
+			return rc;
+	} else if (!strcmp(dc->name, "checkpoint")) {
+		if (absolute(store, abs_store, sizeof(abs_store)) < 0)
+			return fail(EXIT_USAGE, "--store %s: path too long", store);
+		args = json_pack("{s:s, s:s, s:b}", "name", name, "store", abs_store, "full", full);
+		if (args && tag)
+			json_object_set_new(args, "tag", json_string(tag));
+	} else if (dc->max) {
+		args = json_object();
+		if (args && name)
+			json_object_set_new(args, "name", json_string(name));
+		if (args && file)
+			json_object_set_new(args, "file", json_string(abs));
+	}
+	if (dc->max && !args)
+		return fail(EXIT_FAIL, "cannot build the request (bad UTF-8 in a name?)");
+	sock = hvdconn_default_socket(sock);
+	if (hvdconn_open(&c, sock, 10000, &e) < 0) {
+		ctlconn_close(&c);
+		json_decref(args);
+		return fail(EXIT_NOHVD, "%s (is hvd running? see 'hvd status')", e.msg);
+	}
+	msg = ctlconn_call(&c, 1, dc->name, args, &e);
+	json_decref(args);
+	ctlconn_close(&c);
+	if (!msg)
+		return fail(EXIT_FAIL, "%s", e.msg);
+	err = json_object_get(msg, "error");
+	if (raw) {
+		json_dumpf(msg, stdout, JSON_COMPACT);
+		putchar('\n');
+	}
+	if (err)
+		rc = fail(EXIT_FAIL, "%s: %s", dc->name, str(err, "desc"));
+	else if (!raw)
+		print_result(dc->name, name, file ? abs : NULL, json_object_get(msg, "return"));
+	rc = err ? EXIT_FAIL : 0;
+	json_decref(msg);
+	return rc;
+}

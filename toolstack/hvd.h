@@ -1,0 +1,106 @@
+/*
+ * hvd.h - the hvd daemon's parts and how they call each other (internal to hvd).
+ *
+ * hvd.c: the program (start, stop, status, the pid file, the loop).
+ * hvd_server.c: the API socket, its clients, replies and events.
+ * hvd_cmd.c: the API commands.
+ * hvd_vm.c: the hv process of a domain (spawn, attach, watch, end).
+ * hvd_savefile.c: the VM config record of a save file.
+ * hvd_domain.c, hvd_proto.c, hvd_vmconn.c: see their headers.
+ *
+ * Everything runs on one thread, in libev callbacks; nothing in them blocks on a VM.
+ */
+#ifndef HV_TOOLSTACK_HVD_H
+#define HV_TOOLSTACK_HVD_H
+
+#include <limits.h>
+#include <stdbool.h>
+
+#include <ev.h>
+#include <jansson.h>
+
+#include "hv/error.h"
+#include "toolstack/hvd_domain.h"
+#include "toolstack/hvd_proto.h"
+
+#ifndef HV_VERSION
+#define HV_VERSION "0.1.0"
+#endif
+
+#define HVD_DEFAULT_STATE_DIR "/var/lib/hv"
+#define HVD_DEFAULT_SOCKET    "/run/hvd.sock"
+#define HVD_START_TIMEOUT     30.0 /* s for a new VM's control socket to answer */
+
+struct client;
+
+struct hvd {
+	struct ev_loop *loop;
+	char state_dir[PATH_MAX];
+	char dom_dir[PATH_MAX]; /* STATE/domains: NAME.cfg, NAME.state, NAME.log */
+	char run_dir[PATH_MAX]; /* STATE/run: NAME.sock, the VMs' control sockets */
+	char sock_path[108];
+	char hv_path[PATH_MAX]; /* the hv program */
+	int lfd;
+	ev_io accept_w;
+	struct domain *domains;
+	struct client *clients;
+	unsigned nclients;
+};
+
+/* A request whose reply is still to come. */
+struct hvd_op {
+	struct hvd *hvd;
+	struct client *c; /* a reference; NULL for hvd's own operations (autostart) */
+	json_t *id;       /* a reference, or NULL */
+	enum hvd_cmd cmd;
+	struct domain *d;
+	json_t *ret;         /* a reply kept for later (save: sent once the VM has ended) */
+	bool new_domain;     /* create/restore defined the domain: forget it if the start fails */
+	enum dom_state back; /* checkpoint: the state to return to */
+};
+
+/* hvd_server.c */
+int hvd_listen(struct hvd *h, struct hv_error *err);
+void hvd_server_close(struct hvd *h);
+/* hvd_op_done - send the reply of @op (@ret borrowed, NULL for {}) and free @op. */
+void hvd_op_done(struct hvd_op *op, enum control_class c, json_t *ret, const char *desc);
+/* hvd_event - send the event @name with @data (stolen) to every subscribed client. */
+void hvd_event(struct hvd *h, const char *name, json_t *data);
+
+/* hvd_cmd.c */
+void hvd_dispatch(struct hvd *h, struct hvd_op *op, const struct hvd_request *r);
+struct domain *hvd_find(struct hvd *h, const char *name);
+/* hvd_forget - unlink @d from the list, stop its watchers, delete its files, free it. */
+void hvd_forget(struct hvd *h, struct domain *d);
+/* hvd_load_domains - read STATE/domains and find each domain's VM again (vm_attach). */
+int hvd_load_domains(struct hvd *h, struct hv_error *err);
+/* hvd_autostart - start the stopped domains whose config says autostart = true. */
+void hvd_autostart(struct hvd *h);
+
+/* hvd_vm.c */
+/*
+ * vm_spawn - start @d's hv process (`hv run`, or `hv restore @restore` when not NULL) and
+ * connect to it; @op (may be NULL) completes once the VM answers or has failed to start.
+ */
+int vm_spawn(struct domain *d, const char *restore, struct hvd_op *op, struct hv_error *err);
+/* vm_attach - find @d's VM again after an hvd restart, or reconcile its state. */
+void vm_attach(struct domain *d);
+/* vm_call - a request to @d's VM; @fn(@arg, reply or NULL). -1 if not connected. */
+int vm_call(struct domain *d, const char *cmd, json_t *args, void (*fn)(void *, json_t *),
+            void *arg);
+/* vm_kill - SIGKILL @d's hv process (its process group). */
+int vm_kill(struct domain *d, struct hv_error *err);
+/* vm_stop_watch - stop @d's watchers and connection (daemon exit, domain forgotten). */
+void vm_stop_watch(struct domain *d);
+/* dom_changed - persist @d's state, log it and tell the subscribers (@why may be NULL). */
+void dom_changed(struct domain *d, enum dom_state old, const char *why);
+
+/* hvd_savefile.c */
+/*
+ * hvd_savefile_config - the VM configuration a save file was written from (name,
+ * memory, vCPUs, accelerator, kernel, command line) as a domain config, into @out (to be
+ * released with domcfg_free). -1 with @err naming the file.
+ */
+int hvd_savefile_config(const char *path, struct domcfg *out, struct hv_error *err);
+
+#endif
