@@ -37,9 +37,9 @@ wait_more() { # wait_more OUT N: until OUT shows more than N passes (20 s at mos
 	return 1
 }
 
-wait_hv() { # sets RC to hv's exit status, or "timeout" after 20 s
+wait_hv() { # wait_hv [TENTHS]: RC is hv's exit status, or "timeout" (default 20 s)
 	RC=timeout
-	for _ in $(seq 200); do
+	for _ in $(seq "${1:-200}"); do
 		if ! kill -0 "$HV_PID" 2>/dev/null; then
 			wait "$HV_PID"
 			RC=$?
@@ -48,6 +48,14 @@ wait_hv() { # sets RC to hv's exit status, or "timeout" after 20 s
 		fi
 		sleep 0.1
 	done
+}
+
+wait_file() { # wait_file FILE: until FILE is non-empty (30 s at most)
+	for _ in $(seq 300); do
+		[ -s "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
 }
 
 start_hv() { # start_hv OUT ARGS...: run hv in the background; sets HV_PID
