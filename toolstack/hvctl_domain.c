@@ -46,7 +46,7 @@ static const struct dcmd dcmds[] = {
     {"delete", 1, 1, "delete NAME"},
     {"save", 2, 2, "save NAME FILE"},
     {"restore", 1, 2, "restore FILE [NAME]"},
-    {"checkpoint", 1, 1, "checkpoint NAME --store DIR [--tag T] [--full]"},
+    {"checkpoint", 1, 1, "checkpoint NAME|--all --store DIR [--tag T] [--full]"},
 };
 #define NDCMDS (sizeof(dcmds) / sizeof(dcmds[0]))
 
@@ -217,18 +217,95 @@ static void print_result(const char *cmd, const char *name, const char *file, js
 		printf("%s: %s\n", str(r, "name"), str(r, "state"));
 }
 
+/*
+ * `hvctl checkpoint --all --store DIR`: every running or paused domain, one after the
+ * other, for a single cron line. Goes on past a failing domain; 0 only if all succeeded.
+ */
+static int checkpoint_all(struct ctlconn *c, const char *store, const char *tag, bool full,
+                          bool raw)
+{
+	json_t *msg, *doms, *d, *results = json_array();
+	struct hv_error e = {0};
+	int failed = 0, id = 2;
+	size_t i;
+
+	msg = ctlconn_call(c, 1, "list", NULL, &e);
+	if (!msg || json_object_get(msg, "error")) {
+		fail(EXIT_FAIL, "list: %s",
+		     msg ? str(json_object_get(msg, "error"), "desc") : e.msg);
+		json_decref(msg);
+		json_decref(results);
+		return EXIT_FAIL;
+	}
+	doms = json_object_get(json_object_get(msg, "return"), "domains");
+	json_array_foreach(doms, i, d)
+	{
+		const char *name = str(d, "name"), *st = str(d, "state");
+		json_t *args, *r, *one;
+
+		if (strcmp(st, "running") && strcmp(st, "paused")) {
+			one = json_pack("{s:s, s:s, s:s}", "name", name, "result", "skipped",
+			                "state", st);
+			if (!raw)
+				printf("%s: skipped (%s)\n", name, st);
+			json_array_append_new(results, one);
+			continue;
+		}
+		args = json_pack("{s:s, s:s, s:b}", "name", name, "store", store, "full", full);
+		if (args && tag)
+			json_object_set_new(args, "tag", json_string(tag));
+		r = args ? ctlconn_call(c, id++, "checkpoint", args, &e) : NULL;
+		json_decref(args);
+		if (!r || json_object_get(r, "error")) {
+			const char *why = r ? str(json_object_get(r, "error"), "desc") : e.msg;
+
+			failed++;
+			one = json_pack("{s:s, s:s, s:s}", "name", name, "result", "failed",
+			                "error", why);
+			if (!raw)
+				fprintf(stderr, "hvctl: %s: checkpoint failed: %s\n", name, why);
+		} else {
+			json_t *ret = json_object_get(r, "return");
+
+			one = json_pack("{s:s, s:s, s:O?}", "name", name, "result", "ok",
+			                "checkpoint", ret);
+			if (!raw)
+				printf("%s: %s\n", name, str(ret, "id"));
+		}
+		json_decref(r);
+		json_array_append_new(results, one);
+		if (!r && e.code == EPIPE)
+			break; /* hvd went away: the rest would fail the same way */
+	}
+	if (raw) {
+		json_t *all = json_pack("{s:o, s:i}", "results", results, "failed", failed);
+
+		json_dumpf(all, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(all);
+	} else {
+		json_decref(results);
+	}
+	json_decref(msg);
+	return failed ? EXIT_FAIL : 0;
+}
+
 int hvctl_domain_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'j'},
-	    {"store", required_argument, NULL, 's'},  {"tag", required_argument, NULL, 't'},
-	    {"full", no_argument, NULL, 'f'},         {0},
+	    {"socket", required_argument, NULL, 'S'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"store", required_argument, NULL, 's'},
+	    {"tag", required_argument, NULL, 't'},
+	    {"full", no_argument, NULL, 'f'},
+	    {"all", no_argument, NULL, 'a'},
+	    {0},
 	};
 	const char *sock = NULL, *store = NULL, *tag = NULL, *name = NULL, *file = NULL;
 	char abs[PATH_MAX], abs_store[PATH_MAX];
 	struct hv_error e = {0};
 	const struct dcmd *dc;
-	bool raw = false, full = false;
+	bool raw = false, full = false, all = false;
 	json_t *args = NULL, *msg, *err;
 	struct ctlconn c;
 	int opt, npos, rc;
@@ -242,6 +319,7 @@ int hvctl_domain_main(int argc, char **argv)
 		case 's': store = optarg; break;
 		case 't': tag = optarg; break;
 		case 'f': full = true; break;
+		case 'a': all = true; break;
 		case ':': return fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
 		default:
 			return fail(EXIT_USAGE, "unknown option '%s' (see 'hvctl --help')",
@@ -255,6 +333,25 @@ int hvctl_domain_main(int argc, char **argv)
 		return fail(EXIT_USAGE, "unknown domain command '%s' (see 'hvctl --help')",
 		            argv[optind]);
 	npos = argc - optind - 1;
+	if (all && strcmp(dc->name, "checkpoint"))
+		return fail(EXIT_USAGE, "--all only goes with checkpoint");
+	if (all && npos)
+		return fail(EXIT_USAGE, "checkpoint --all takes no NAME");
+	if (all) {
+		if (!store || !*store)
+			return fail(EXIT_USAGE, "checkpoint: missing --store DIR");
+		if (tag && (!*tag || strlen(tag) > 255))
+			return fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
+		if (absolute(store, abs_store, sizeof(abs_store)) < 0)
+			return fail(EXIT_USAGE, "--store %s: path too long", store);
+		if (hvdconn_open(&c, hvdconn_default_socket(sock), 10000, &e) < 0) {
+			ctlconn_close(&c);
+			return fail(EXIT_NOHVD, "%s (is hvd running? see 'hvd status')", e.msg);
+		}
+		rc = checkpoint_all(&c, abs_store, tag, full, raw);
+		ctlconn_close(&c);
+		return rc;
+	}
 	if (npos < dc->min || npos > dc->max)
 		return fail(EXIT_USAGE, "usage: hvctl [--socket PATH] %s", dc->usage);
 	if ((store || tag || full) && strcmp(dc->name, "checkpoint"))

@@ -164,6 +164,19 @@ wait $sub
 expect "subscribe: DOMAIN_STATE event" '"event":"DOMAIN_STATE".*"name":"vm2","state":"paused","previous":"running"' \
 	"$(cat "$T/events")"
 
+# ---- checkpoint --all: one cron line for every domain, going on past failures ----
+out=$("$HVCTL" checkpoint --all --store "$T/store" --tag cron 2>&1)
+rc=$?
+[ "$rc" = 0 ] && ok "checkpoint --all: status 0" || fail "checkpoint --all: status $rc: $out"
+expect "checkpoint --all: vm1" '^vm1: [0-9a-f]{16}$' "$out"
+expect "checkpoint --all: vm2 (paused)" '^vm2: [0-9a-f]{16}$' "$out"
+out=$("$HVCTL" checkpoint --all --store /proc/hv-no-store --json 2>&1)
+rc=$?
+[ "$rc" = 1 ] && ok "checkpoint --all: a failure gives status 1" || fail "checkpoint --all: status $rc"
+expect "checkpoint --all --json: each domain reported" \
+	'^\{"results":\[\{"name":"vm1","result":"failed","error":.*"name":"vm2","result":"failed".*"failed":2\}$' "$out"
+expect "checkpoint --all: vm1 runs on" '^running$' "$(state_of vm1)"
+
 # ---- bad input: the daemon keeps serving ----
 out=$("$RAW" "$HVD_SOCKET" 'hello' '{"id":5,"execute":"reboot"}' \
 	'{"id":6,"execute":"info","arguments":{"name":"../etc"}}' \
