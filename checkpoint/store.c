@@ -388,6 +388,8 @@ int store_open_opts(const char *path, const struct store_open_opts *o, struct st
 	}
 	pthread_mutex_init(&s->mu, NULL);
 	s->pack_fd = -1;
+	for (unsigned i = 0; i < STORE_RD_FDS; i++)
+		s->rd[i].fd = -1;
 	s->pack_size = STORE_PACK_SIZE;
 	s->zcap = ZSTD_compressBound(STORE_BLOB_MAX);
 	s->cctx = ZSTD_createCCtx();
@@ -421,6 +423,9 @@ void store_close(struct store *s)
 	for (size_t i = 0; i < s->nbad; i++)
 		free(s->bad_index[i]);
 	free(s->bad_index);
+	for (unsigned i = 0; i < STORE_RD_FDS; i++)
+		if (s->rd[i].fd >= 0)
+			close(s->rd[i].fd);
 	ck_tab_free(s->tab, s->cap);
 	free(s->pack_ents);
 	free(s->unidx);
@@ -515,6 +520,26 @@ bool store_has(struct store *s, const struct blob_id *id)
 	return r;
 }
 
+/* An fd of sealed pack @pack (at @path), from the handle's few open ones. Lock held. */
+static int rd_open(struct store *s, const struct blob_id *pack, const char *path)
+{
+	unsigned i;
+	int fd;
+
+	for (i = 0; i < STORE_RD_FDS; i++)
+		if (s->rd[i].fd >= 0 && !memcmp(&s->rd[i].pack, pack, sizeof(*pack)))
+			return s->rd[i].fd;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	i = s->rd_next++ % STORE_RD_FDS;
+	if (s->rd[i].fd >= 0)
+		close(s->rd[i].fd);
+	s->rd[i].pack = *pack;
+	s->rd[i].fd = fd;
+	return fd;
+}
+
 int store_get(struct store *s, const struct blob_id *id, void *buf, size_t cap, size_t *len,
               struct hv_error *err)
 {
@@ -544,16 +569,14 @@ int store_get(struct store *s, const struct blob_id *id, void *buf, size_t cap, 
 		rc = pack_read_blob(s, s->pack_fd, s->pack_tmp, &e, buf, cap, err);
 	} else {
 		pp = ck_pack_path(s, &e.pack);
-		fd = pp ? open(pp, O_RDONLY | O_CLOEXEC) : -1;
+		fd = pp ? rd_open(s, &e.pack, pp) : -1;
 		if (!pp)
 			rc = hv_fail(err, ENOMEM, "%s: out of memory", s->path);
 		else if (fd < 0)
 			rc = hv_fail(err, errno, "%s: blob %s: %s", pp, blob_id_hex(id, hex),
 			             strerror(errno));
-		else {
+		else
 			rc = pack_read_blob(s, fd, pp, &e, buf, cap, err);
-			close(fd);
-		}
 	}
 	pthread_mutex_unlock(&s->mu);
 	free(pp);

@@ -46,6 +46,8 @@ struct ck_slot {
 	uint8_t live; /* gc.c's mark */
 };
 
+#define STORE_RD_FDS 8
+
 struct store {
 	char *path;
 	pthread_mutex_t mu;
@@ -72,6 +74,13 @@ struct store {
 	char *shared; /* the name of its shared lock under locks/, or NULL */
 	/* blobs this handle added to packs, and their packed bytes (store_put_stats) */
 	uint64_t new_blobs, new_bytes;
+	/* sealed packs store_get has open (round robin): a restore reads thousands of
+	 * blobs from each, and an open and a close per 4 KiB page cost as much as the rest */
+	struct {
+		struct blob_id pack;
+		int fd; /* -1: free */
+	} rd[STORE_RD_FDS];
+	unsigned rd_next;
 };
 
 /* little-endian fields */
