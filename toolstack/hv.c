@@ -255,12 +255,14 @@ static int cmd_run(int argc, char **argv)
 	vmsig_watch(&sig, &vm, NULL);
 	if (vm_start(&vm, &err) < 0) {
 		control_stop(ctl);
+		vmsig_set_vm(&sig, NULL);
 		vm_destroy(&vm);
 		return die_usage("%s: %s", cfg.name, err.msg);
 	}
 	rc = vm_wait(&vm);
 	control_stop(ctl);
 	report_exit(&vm, cfg.name);
+	vmsig_set_vm(&sig, NULL);
 	vm_destroy(&vm);
 	return rc;
 }
@@ -423,8 +425,8 @@ static int restore_run_until(struct vm *vm, struct lazy *lz, uint64_t icount, co
  * The end of a restored VM: stop the lazy restore (nothing touches RAM any more), then say
  * why it ended - a failed lazy restore in full, which vm->exit_reason has only in part.
  */
-static int restore_finish(struct vm *vm, struct lazy *lz, struct store *store, int rc,
-                          bool say_exit)
+static int restore_finish(struct vm *vm, struct vmsig *sig, struct lazy *lz, struct store *store,
+                          int rc, bool say_exit)
 {
 	char msg[HV_ERROR_MSG] = "";
 
@@ -441,6 +443,7 @@ static int restore_finish(struct vm *vm, struct lazy *lz, struct store *store, i
 		fprintf(stderr, "hv: %s: %s\n", vm->cfg.name, msg);
 	else if (say_exit)
 		report_exit(vm, vm->cfg.name);
+	vmsig_set_vm(sig, NULL);
 	vm_destroy(vm);
 	return msg[0] && !rc ? VM_STATUS_CRASH : rc;
 }
@@ -543,10 +546,10 @@ static int cmd_restore(int argc, char **argv)
 	vmsig_watch(&sig, &vm, NULL);
 	if (until) {
 		rc = restore_run_until(&vm, lz, until, save_to);
-		return restore_finish(&vm, lz, store, rc, false);
+		return restore_finish(&vm, &sig, lz, store, rc, false);
 	}
 	if (control_path && !(ctl = control_start(&vm, control_path, &err))) {
-		restore_finish(&vm, lz, store, 0, false);
+		restore_finish(&vm, &sig, lz, store, 0, false);
 		return die_usage("%s", err.msg);
 	}
 	/* --paused: the vCPUs park before their first instruction. */
@@ -556,15 +559,15 @@ static int cmd_restore(int argc, char **argv)
 		control_stop(ctl);
 		/* A lazy restore that failed before the start says why (status 125). */
 		if (lz && lazy_error(lz))
-			return restore_finish(&vm, lz, store, VM_STATUS_CRASH, false);
+			return restore_finish(&vm, &sig, lz, store, VM_STATUS_CRASH, false);
 		fprintf(stderr, "hv: %s: %s\n", vm.cfg.name, err.msg);
-		restore_finish(&vm, lz, store, 0, false);
+		restore_finish(&vm, &sig, lz, store, 0, false);
 		return EXIT_USAGE;
 	}
 	report_first_run(&report);
 	rc = vm_wait(&vm);
 	control_stop(ctl);
-	return restore_finish(&vm, lz, store, rc, true);
+	return restore_finish(&vm, &sig, lz, store, rc, true);
 }
 
 int main(int argc, char **argv)

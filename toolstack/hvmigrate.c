@@ -561,6 +561,7 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	if (vm.exit_kind != VM_EXIT_GUEST)
 		fprintf(stderr, "hvmigrate: %s: %s\n", vm.cfg.name,
 		        vm.exit_reason[0] ? vm.exit_reason : "crashed");
+	vmsig_set_vm(&sig, NULL); /* no signal may shut it down once destroyed */
 	vm_destroy(&vm);
 	return rc;
 }

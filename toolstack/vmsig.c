@@ -32,11 +32,14 @@ static void *watch(void *arg)
 		before = s->before;
 		if (!vm && !s->pending)
 			s->pending = sig;
-		pthread_mutex_unlock(&s->lock);
+		/* Under the lock: once vmsig_set_vm(s, NULL) returns, no shutdown of the old
+		 * VM is under way, and the program may destroy it (a SIGTERM arriving while hv
+		 * tore the VM down used to shut down freed memory). */
 		if (vm)
 			vm_shutdown(vm, VM_EXIT_REQUESTED, 128 + sig, "stopped by SIG%s",
 			            sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
-		else if (before)
+		pthread_mutex_unlock(&s->lock);
+		if (!vm && before)
 			before(sig);
 	}
 	return NULL;

@@ -34,7 +34,8 @@ void vmsig_block(struct vmsig *s);
 void vmsig_watch(struct vmsig *s, struct vm *vm, void (*before)(int sig));
 
 /* vmsig_set_vm - hand the signals to @vm from now on; returns a signal taken while
- * there was none (0: none), which the caller decides about. */
+ * there was none (0: none), which the caller decides about. With @vm NULL, call it
+ * before destroying the VM: when it returns, no signal is shutting the old one down. */
 int vmsig_set_vm(struct vmsig *s, struct vm *vm);
 
 /* vmsig_pending - the signal taken while there was no VM, 0 if none. */
