@@ -16,6 +16,7 @@
 #include "migrate/vmstate.h"
 
 int incoming_timeout_ms = 10000;
+int (*incoming_admit)(struct vm *vm, struct hv_error *err);
 #define HANDSHAKE_TIMEOUT_MS incoming_timeout_ms
 #define GO_TIMEOUT_MS        (3 * incoming_timeout_ms)
 
@@ -426,6 +427,8 @@ int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, b
 		        (unsigned long long)vm->mem.ram_size);
 		goto out;
 	}
+	if (incoming_admit && incoming_admit(vm, err) < 0)
+		goto out;
 	if (page_gens_init(&in.gens, &vm->mem, err) < 0 ||
 	    accept_channels(&in, l, tls, &hello, err) < 0)
 		goto out;

@@ -40,6 +40,13 @@ struct incoming_stats {
 extern int incoming_timeout_ms;
 
 /*
+ * incoming_admit - when set, called with the VM once VM_CONFIG has built it and before
+ * any page is taken: -1 with @err refuses it (the migration fails, the source keeps its
+ * VM). hvmigrate recv --hvd asks hvd through it whether the VM's name is free here.
+ */
+extern int (*incoming_admit)(struct vm *vm, struct hv_error *err);
+
+/*
  * incoming_run - accept and complete one migration into @vm (which it initialises; the
  * console goes to @console_out/@console_in as for vm_create). Waits up to @accept_ms for
  * the first connection (-1: forever). Returns 0 with the VM started (running, or parked

@@ -1,6 +1,6 @@
 /*
  * hvctl_domain.c - `hvctl create|list|info|start|pause|resume|shutdown|destroy|delete|
- * save|restore|checkpoint`: domains by name, through hvd (docs/hvctl.1.md).
+ * save|restore|checkpoint|migrate`: domains by name, through hvd (docs/hvctl.1.md).
  *
  * One connection per invocation, as for a VM's socket: greeting, one request, the reply
  * with our id (events skipped), printed for a person or raw with --json. hvd answers
@@ -47,6 +47,7 @@ static const struct dcmd dcmds[] = {
     {"save", 2, 2, "save NAME FILE"},
     {"restore", 1, 2, "restore FILE [NAME]"},
     {"checkpoint", 1, 1, "checkpoint NAME|--all --store DIR [--tag T] [--full]"},
+    {"migrate", 2, 2, "migrate NAME ADDR [hvmigrate send options]"},
 };
 #define NDCMDS (sizeof(dcmds) / sizeof(dcmds[0]))
 
@@ -176,8 +177,9 @@ static void print_list(json_t *r)
 
 static void print_info(json_t *r)
 {
-	static const char *const keys[] = {"name",    "uuid",    "state",     "accel",     "kernel",
-	                                   "control", "console", "save_file", "last_error"};
+	static const char *const keys[] = {"name",       "uuid",       "state",   "accel",
+	                                   "kernel",     "control",    "console", "save_file",
+	                                   "last_error", "migrate_uri"};
 	char mem[32];
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -290,6 +292,55 @@ static int checkpoint_all(struct ctlconn *c, const char *store, const char *tag,
 	return failed ? EXIT_FAIL : 0;
 }
 
+/*
+ * `hvctl [--socket PATH] [--json] migrate NAME ADDR [OPTIONS]` runs `hvmigrate send NAME
+ * ADDR [OPTIONS]` (the hvmigrate beside hvctl): one implementation of the options, the
+ * progress bar and the exit statuses. Returns only if it cannot.
+ */
+static int migrate_exec(int argc, char **argv)
+{
+	const char *sock = NULL;
+	bool json = false;
+	char self[PATH_MAX], prog[PATH_MAX + 16], **v;
+	ssize_t n;
+	int i = 1, k = 0;
+
+	while (i < argc) {
+		if (!strcmp(argv[i], "--json"))
+			json = true, i++;
+		else if (!strcmp(argv[i], "--socket") && i + 1 < argc)
+			sock = argv[i + 1], i += 2;
+		else if (!strncmp(argv[i], "--socket=", 9))
+			sock = argv[i] + 9, i++;
+		else
+			break;
+	}
+	if (i >= argc || strcmp(argv[i], "migrate"))
+		return -1;
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return fail(EXIT_FAIL, "/proc/self/exe: %s", strerror(errno));
+	self[n] = '\0';
+	*strrchr(self, '/') = '\0';
+	snprintf(prog, sizeof(prog), "%s/hvmigrate", self);
+	v = calloc((size_t)argc + 6, sizeof(*v));
+	if (!v)
+		return fail(EXIT_FAIL, "out of memory");
+	v[k++] = prog;
+	v[k++] = "send";
+	for (i++; i < argc; i++)
+		v[k++] = argv[i];
+	if (sock) {
+		v[k++] = "--socket";
+		v[k++] = (char *)sock;
+	}
+	if (json)
+		v[k++] = "--json";
+	execv(prog, v);
+	free(v);
+	return fail(EXIT_FAIL, "%s: %s", prog, strerror(errno));
+}
+
 int hvctl_domain_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -310,6 +361,9 @@ int hvctl_domain_main(int argc, char **argv)
 	struct ctlconn c;
 	int opt, npos, rc;
 
+	rc = migrate_exec(argc, argv);
+	if (rc >= 0)
+		return rc;
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {

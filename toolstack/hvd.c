@@ -46,6 +46,10 @@ static const char usage[] =
     "  -d, --state-dir DIR  state directory (default $HVD_STATE_DIR or /var/lib/hv)\n"
     "  -s, --socket PATH    API socket (default $HVD_SOCKET or /run/hvd.sock)\n"
     "      --hv PATH        the hv program (default: hv next to hvd)\n"
+    "      --migrate-listen ADDR  take live migrations at ADDR (tcp:HOST:PORT or\n"
+    "                       unix:PATH) through hvmigrate recv, as domains\n"
+    "      --tls-cert F --tls-key F --tls-ca F  ... over TLS 1.3 only\n"
+    "      --tls-client-name N  ... only from senders certified for the name N\n"
     "  -h, --help        show this help\n"
     "      --version     print the version\n"
     "\n"
@@ -102,19 +106,40 @@ static int setup_paths(struct hvd *h, const char *state, const char *sock, const
 	} else {
 		snprintf(h->sock_path, sizeof(h->sock_path), "%s", sock);
 	}
-	if (hv) {
-		if (!realpath(hv, h->hv_path))
-			return hv_fail(err, errno, "--hv %s: %s", hv, strerror(errno));
-		return 0;
-	}
-	/* Default: the hv built or installed beside this hvd. */
+	/* Default: the hv (and hvmigrate) built or installed beside this hvd. */
 	n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
 	if (n <= 0)
 		return hv_fail(err, errno, "/proc/self/exe: %s", strerror(errno));
 	buf[n] = '\0';
 	*strrchr(buf, '/') = '\0';
+	if (snprintf(h->hvmigrate_path, sizeof(h->hvmigrate_path), "%s/hvmigrate", buf) >=
+	    (int)sizeof(h->hvmigrate_path))
+		return hv_fail(err, ENAMETOOLONG, "%s/hvmigrate: path too long", buf);
+	if (hv) {
+		if (!realpath(hv, h->hv_path))
+			return hv_fail(err, errno, "--hv %s: %s", hv, strerror(errno));
+		return 0;
+	}
 	if (snprintf(h->hv_path, sizeof(h->hv_path), "%s/hv", buf) >= (int)sizeof(h->hv_path))
 		return hv_fail(err, ENAMETOOLONG, "%s/hv: path too long", buf);
+	return 0;
+}
+
+/* The TLS files, made absolute: the daemon and its listener run from "/". */
+static int absolute_tls(struct hvd *h)
+{
+	static char paths[3][PATH_MAX];
+	char cwd[PATH_MAX];
+
+	for (int i = 0; i < 3; i++) {
+		const char *p = h->mig_tls[i];
+		if (!p || p[0] == '/')
+			continue;
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(paths[i], sizeof(paths[i]), "%s/%s", cwd, p) >= (int)sizeof(paths[i]))
+			return -1;
+		h->mig_tls[i] = paths[i];
+	}
 	return 0;
 }
 
@@ -222,6 +247,8 @@ static int run_daemon(struct hvd *h, int ready_fd)
 		return fail(EXIT_FAIL, "%s", err.msg);
 	}
 	hvd_autostart(h);
+	if (h->mig_listen && hvd_listener_start(h, &err) < 0)
+		fprintf(stderr, "hvd: migration listener: %s\n", err.msg);
 	for (struct domain *d = h->domains; d; d = d->next)
 		n++;
 	fprintf(stderr, "hvd: started: pid %d, socket %s, state %s, %d domain%s\n", (int)getpid(),
@@ -231,6 +258,7 @@ static int run_daemon(struct hvd *h, int ready_fd)
 		close(ready_fd);
 	}
 	ev_run(h->loop, 0);
+	hvd_listener_stop(h);
 	/* Leave every VM running; write down where each one stands for the next hvd. */
 	for (struct domain *d = h->domains; d; d = d->next) {
 		vm_stop_watch(d);
@@ -342,6 +370,11 @@ int main(int argc, char **argv)
 	    {"state-dir", required_argument, NULL, 'd'},
 	    {"socket", required_argument, NULL, 's'},
 	    {"hv", required_argument, NULL, 'H'},
+	    {"migrate-listen", required_argument, NULL, 'L'},
+	    {"tls-cert", required_argument, NULL, 'c'},
+	    {"tls-key", required_argument, NULL, 'k'},
+	    {"tls-ca", required_argument, NULL, 'a'},
+	    {"tls-client-name", required_argument, NULL, 'N'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -361,6 +394,11 @@ int main(int argc, char **argv)
 		case 'd': state = optarg; break;
 		case 's': sock = optarg; break;
 		case 'H': hv = optarg; break;
+		case 'L': h.mig_listen = optarg; break;
+		case 'c': h.mig_tls[0] = optarg; break;
+		case 'k': h.mig_tls[1] = optarg; break;
+		case 'a': h.mig_tls[2] = optarg; break;
+		case 'N': h.mig_tls[3] = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': printf("hvd %s\n", HV_VERSION); return 0;
 		case ':': return fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
@@ -380,6 +418,15 @@ int main(int argc, char **argv)
 	if (cmd && strcmp(cmd, "start") && strcmp(cmd, "stop") && strcmp(cmd, "restart") &&
 	    strcmp(cmd, "status"))
 		return fail(EXIT_USAGE, "unknown command '%s' (see 'hvd --help')", cmd);
+	if ((h.mig_tls[0] || h.mig_tls[1] || h.mig_tls[2] || h.mig_tls[3]) && !h.mig_listen)
+		return fail(EXIT_USAGE, "the --tls-* options go with --migrate-listen");
+	if (h.mig_listen && (h.mig_tls[0] || h.mig_tls[1] || h.mig_tls[2]) &&
+	    !(h.mig_tls[0] && h.mig_tls[1] && h.mig_tls[2]))
+		return fail(EXIT_USAGE, "TLS needs all of --tls-cert, --tls-key and --tls-ca");
+	if (h.mig_listen && h.mig_tls[3] && !h.mig_tls[0])
+		return fail(EXIT_USAGE, "--tls-client-name needs TLS (--tls-cert ...)");
+	if (h.mig_listen && (absolute_tls(&h) < 0))
+		return fail(EXIT_USAGE, "a --tls-* file path is too long");
 	if (setup_paths(&h, state, hvdconn_default_socket(sock), hv, &err) < 0)
 		return fail(EXIT_FAIL, "%s", err.msg);
 	if (fg)

@@ -6,6 +6,7 @@
  * hvd_cmd.c: the API commands.
  * hvd_vm.c: the hv process of a domain (spawn, attach, watch, end).
  * hvd_savefile.c: the VM config record of a save file.
+ * hvd_migrate.c: migrations out (migrate, migrate-cancel) and in (the listener).
  * hvd_domain.c, hvd_proto.c, hvd_vmconn.c: see their headers.
  *
  * Everything runs on one thread, in libev callbacks; nothing in them blocks on a VM.
@@ -45,6 +46,14 @@ struct hvd {
 	struct domain *domains;
 	struct client *clients;
 	unsigned nclients;
+	/* Incoming migrations (--migrate-listen): an `hvmigrate recv` child, or none. */
+	const char *mig_listen; /* ADDR, or NULL when hvd takes no migrations */
+	const char *mig_tls[4]; /* --tls-cert, --tls-key, --tls-ca, --tls-client-name */
+	char hvmigrate_path[PATH_MAX];
+	pid_t mig_pid;
+	ev_child mig_child_w;
+	ev_timer mig_restart_w;
+	double mig_backoff; /* s before the next restart of a listener that died */
 };
 
 /* A request whose reply is still to come. */
@@ -70,6 +79,11 @@ void hvd_event(struct hvd *h, const char *name, json_t *data);
 /* hvd_cmd.c */
 void hvd_dispatch(struct hvd *h, struct hvd_op *op, const struct hvd_request *r);
 struct domain *hvd_find(struct hvd *h, const char *name);
+/*
+ * hvd_define - a new domain from @cfg (moved into it; @cfg is left empty), in state
+ * shutdown, its config written, linked into the list. NULL with @err (a uuid taken).
+ */
+struct domain *hvd_define(struct hvd *h, struct domcfg *cfg, struct hv_error *err);
 /* hvd_forget - unlink @d from the list, stop its watchers, delete its files, free it. */
 void hvd_forget(struct hvd *h, struct domain *d);
 /* hvd_load_domains - read STATE/domains and find each domain's VM again (vm_attach). */
@@ -88,12 +102,47 @@ void vm_attach(struct domain *d);
 /* vm_call - a request to @d's VM; @fn(@arg, reply or NULL). -1 if not connected. */
 int vm_call(struct domain *d, const char *cmd, json_t *args, void (*fn)(void *, json_t *),
             void *arg);
+/* vm_connect - connect to @d's control socket and ask `info` (info_cb takes over). */
+int vm_connect(struct domain *d, struct hv_error *err);
+/* vm_pid_gone - whether @d's process has ended (or is another process now). */
+bool vm_pid_gone(struct domain *d);
+/*
+ * vm_watch_incoming - migrating-in @d's VM arrives in process @d->pid, which is not
+ * ours: try its control socket until it answers (then it runs), or see the process end
+ * (then the migration failed and the domain is forgotten).
+ */
+void vm_watch_incoming(struct domain *d);
 /* vm_kill - SIGKILL @d's hv process (its process group). */
 int vm_kill(struct domain *d, struct hv_error *err);
 /* vm_stop_watch - stop @d's watchers and connection (daemon exit, domain forgotten). */
 void vm_stop_watch(struct domain *d);
 /* dom_changed - persist @d's state, log it and tell the subscribers (@why may be NULL). */
 void dom_changed(struct domain *d, enum dom_state old, const char *why);
+
+/* hvd_op_peer_pid - the pid of the process at the other end of @op's client, or 0. */
+pid_t hvd_op_peer_pid(const struct hvd_op *op);
+
+/* hvd_cmd.c, shared with hvd_migrate.c */
+/* dom_back_to_vm_state - end a transient state: back to the VM's own (running, paused). */
+void dom_back_to_vm_state(struct domain *d, const char *why);
+/* hvd_forward_error - finish @op with the VM's error reply @reply, the name in front. */
+void hvd_forward_error(struct hvd_op *op, json_t *reply);
+
+/* hvd_migrate.c */
+/* hvd_cmd_migrate - migrate, migrate-cancel, migrate-incoming on @d (NULL if none). */
+void hvd_cmd_migrate(struct hvd *h, struct hvd_op *op, const struct hvd_request *r,
+                     struct domain *d);
+/* hvd_migration_event - a MIGRATION event @data (borrowed) from @d's VM. */
+void hvd_migration_event(struct domain *d, json_t *data);
+/*
+ * hvd_migrate_reattach - @d was migrating out when hvd restarted and its VM answers:
+ * ask where the migration stands and cancel it if it can still be cancelled.
+ */
+void hvd_migrate_reattach(struct domain *d);
+/* hvd_listener_start - spawn `hvmigrate recv --keep-listening` for --migrate-listen. */
+int hvd_listener_start(struct hvd *h, struct hv_error *err);
+/* hvd_listener_stop - end the listener (the VMs it received run on). */
+void hvd_listener_stop(struct hvd *h);
 
 /* hvd_savefile.c */
 /*

@@ -54,8 +54,7 @@ static void done_summary(struct hvd_op *op, struct domain *d)
 	json_decref(sum);
 }
 
-/* The state a domain returns to after a transient one: the VM's own. */
-static void back_to_vm_state(struct domain *d, const char *why)
+void dom_back_to_vm_state(struct domain *d, const char *why)
 {
 	enum dom_state old = d->state;
 
@@ -63,8 +62,8 @@ static void back_to_vm_state(struct domain *d, const char *why)
 	dom_changed(d, old, why);
 }
 
-/* A VM's error reply, forwarded with its class, the domain's name in front. */
-static void forward_error(struct hvd_op *op, json_t *reply)
+/* A VM's error reply keeps its class. */
+void hvd_forward_error(struct hvd_op *op, json_t *reply)
 {
 	json_t *e = json_object_get(reply, "error");
 	const char *cls = json_string_value(json_object_get(e, "class")) ?: "Failed";
@@ -95,7 +94,7 @@ static void pause_cb(void *arg, json_t *reply)
 		return;
 	}
 	if (json_object_get(reply, "error")) {
-		forward_error(op, reply);
+		hvd_forward_error(op, reply);
 		return;
 	}
 	d->vm_paused = op->cmd == HVD_PAUSE;
@@ -117,8 +116,8 @@ static void quit_cb(void *arg, json_t *reply)
 		return; /* done, or closed: the end of the process completes d->op */
 	if (d->op == op)
 		d->op = NULL;
-	back_to_vm_state(d, "shutdown refused");
-	forward_error(op, reply);
+	dom_back_to_vm_state(d, "shutdown refused");
+	hvd_forward_error(op, reply);
 }
 
 static void save_cb(void *arg, json_t *reply)
@@ -132,8 +131,8 @@ static void save_cb(void *arg, json_t *reply)
 		if (d->op == op)
 			d->op = NULL;
 		d->save_file[0] = '\0';
-		back_to_vm_state(d, "save failed");
-		forward_error(op, reply);
+		dom_back_to_vm_state(d, "save failed");
+		hvd_forward_error(op, reply);
 		return;
 	}
 	d->save_done = true;
@@ -156,14 +155,14 @@ static void ckpt_cb(void *arg, json_t *reply)
 		return;
 	}
 	if (d->state == DOM_CHECKPOINTING)
-		back_to_vm_state(d, ret ? "checkpoint done" : "checkpoint failed");
+		dom_back_to_vm_state(d, ret ? "checkpoint done" : "checkpoint failed");
 	if (!ret) {
 		const char *desc =
 		    json_string_value(json_object_get(json_object_get(reply, "error"), "desc"));
 		hvd_event(d->hvd, "CHECKPOINT",
 		          json_pack("{s:s, s:s, s:s}", "name", d->cfg.name, "phase", "failed",
 		                    "error", desc ? desc : "failed"));
-		forward_error(op, reply);
+		hvd_forward_error(op, reply);
 		return;
 	}
 	hvd_event(d->hvd, "CHECKPOINT",
@@ -174,8 +173,7 @@ static void ckpt_cb(void *arg, json_t *reply)
 
 /* ---- create, restore: define a domain ---- */
 
-/* Link a new domain into the list and write its config. */
-static struct domain *define(struct hvd *h, struct domcfg *cfg, struct hv_error *err)
+struct domain *hvd_define(struct hvd *h, struct domcfg *cfg, struct hv_error *err)
 {
 	struct domain *d = calloc(1, sizeof(*d));
 
@@ -249,7 +247,7 @@ static void cmd_create(struct hvd *h, struct hvd_op *op, const struct hvd_reques
 		domcfg_free(&cfg);
 		return fail_op(op, CONTROL_INVALID_STATE, &err);
 	}
-	d = define(h, &cfg, &err);
+	d = hvd_define(h, &cfg, &err);
 	domcfg_free(&cfg);
 	if (!d)
 		return fail_op(op, CONTROL_FAILED, &err);
@@ -281,7 +279,7 @@ static void cmd_restore(struct hvd *h, struct hvd_op *op, const struct hvd_reque
 		if (dom_check_op(d, DOP_START, &err) < 0)
 			return fail_op(op, CONTROL_INVALID_STATE, &err);
 	} else {
-		d = define(h, &cfg, &err);
+		d = hvd_define(h, &cfg, &err);
 		domcfg_free(&cfg);
 		if (!d)
 			return fail_op(op, CONTROL_FAILED, &err);
@@ -383,7 +381,7 @@ static void cmd_vm(struct hvd *h, struct hvd_op *op, const struct hvd_request *r
 		dom_changed(d, old, "save");
 		if (vm_call(d, "save", args, save_cb, op) < 0) {
 			d->op = NULL;
-			back_to_vm_state(d, "save failed");
+			dom_back_to_vm_state(d, "save failed");
 			hvd_op_done(op, CONTROL_FAILED, NULL, "the VM's control socket is closed");
 		}
 		return;
@@ -398,7 +396,7 @@ static void cmd_vm(struct hvd *h, struct hvd_op *op, const struct hvd_request *r
 		          json_pack("{s:s, s:s, s:s}", "name", d->cfg.name, "phase", "started",
 		                    "store", r->store));
 		if (vm_call(d, "checkpoint", args, ckpt_cb, op) < 0) {
-			back_to_vm_state(d, "checkpoint failed");
+			dom_back_to_vm_state(d, "checkpoint failed");
 			hvd_op_done(op, CONTROL_FAILED, NULL, "the VM's control socket is closed");
 		}
 		return;
@@ -416,6 +414,7 @@ void hvd_dispatch(struct hvd *h, struct hvd_op *op, const struct hvd_request *r)
 	case HVD_SUBSCRIBE: return hvd_op_done(op, CONTROL_OK, NULL, NULL);
 	case HVD_CREATE: return cmd_create(h, op, r);
 	case HVD_RESTORE: return cmd_restore(h, op, r);
+	case HVD_MIGRATE_INCOMING: return hvd_cmd_migrate(h, op, r, hvd_find(h, r->name));
 	default: break;
 	}
 	d = hvd_find(h, r->name);
@@ -429,6 +428,8 @@ void hvd_dispatch(struct hvd *h, struct hvd_op *op, const struct hvd_request *r)
 		json_decref(info);
 		return;
 	}
+	if (r->cmd == HVD_MIGRATE || r->cmd == HVD_MIGRATE_CANCEL)
+		return hvd_cmd_migrate(h, op, r, d);
 	cmd_vm(h, op, r, d);
 }
 

@@ -22,6 +22,7 @@ static const char *const state_names[DOM_NSTATES] = {
     [DOM_SHUTDOWN] = "shutdown",
     [DOM_CRASHED] = "crashed",
     [DOM_SAVED] = "saved",
+    [DOM_MIGRATED] = "migrated",
     [DOM_STARTING] = "starting",
     [DOM_RUNNING] = "running",
     [DOM_PAUSED] = "paused",
@@ -29,6 +30,8 @@ static const char *const state_names[DOM_NSTATES] = {
     [DOM_SAVING] = "saving",
     [DOM_SHUTTING_DOWN] = "shutting-down",
     [DOM_DESTROYING] = "destroying",
+    [DOM_MIGRATING_OUT] = "migrating-out",
+    [DOM_MIGRATING_IN] = "migrating-in",
 };
 
 const char *dom_state_name(enum dom_state s)
@@ -56,6 +59,7 @@ static const char *const op_names[] = {
     [DOP_SHUTDOWN] = "shut down",
     [DOP_DESTROY] = "destroy",
     [DOP_DELETE] = "delete",
+    [DOP_MIGRATE] = "migrate",
 };
 
 int dom_check_op(const struct domain *d, enum dom_op op, struct hv_error *err)
@@ -64,10 +68,12 @@ int dom_check_op(const struct domain *d, enum dom_op op, struct hv_error *err)
 	bool ok = false;
 
 	switch (op) {
-	case DOP_START:
+	/* A migrated domain runs elsewhere now: booting it here would make a second one. */
+	case DOP_START: ok = !dom_live(s) && s != DOM_MIGRATED; break;
 	case DOP_DELETE: ok = !dom_live(s); break;
 	case DOP_PAUSE:
 	case DOP_SAVE:
+	case DOP_MIGRATE:
 	case DOP_SHUTDOWN: ok = s == DOM_RUNNING || s == DOM_PAUSED; break;
 	/* The one way out of every live state, stuck ones included. */
 	case DOP_DESTROY: ok = dom_live(s) && s != DOM_DESTROYING; break;
@@ -89,7 +95,10 @@ static bool transition_ok(enum dom_state from, enum dom_state to)
 	case DOM_PAUSED: return dom_live(from) && from != DOM_DESTROYING;
 	case DOM_CHECKPOINTING:
 	case DOM_SAVING:
-	case DOM_SHUTTING_DOWN: return from == DOM_RUNNING || from == DOM_PAUSED;
+	case DOM_SHUTTING_DOWN:
+	case DOM_MIGRATING_OUT: return from == DOM_RUNNING || from == DOM_PAUSED;
+	case DOM_MIGRATING_IN: return !dom_live(from);
+	case DOM_MIGRATED: return from == DOM_MIGRATING_OUT;
 	case DOM_DESTROYING: return dom_live(from);
 	case DOM_SHUTDOWN:
 	case DOM_CRASHED:
@@ -149,6 +158,8 @@ json_t *dom_info(const struct domain *d)
 	                    d->save_file[0] ? json_string(d->save_file) : json_null());
 	json_object_set_new(o, "last_error",
 	                    d->last_error[0] ? json_string(d->last_error) : json_null());
+	json_object_set_new(o, "migrate_uri",
+	                    d->mig_uri[0] ? json_string(d->mig_uri) : json_null());
 	return o;
 }
 
@@ -223,11 +234,12 @@ int dom_save_state(const char *dir, const struct domain *d, struct hv_error *err
 	json_t *o;
 	int rc;
 
-	o = json_pack("{s:s, s:b, s:I, s:I, s:s, s:s, s:I, s:s, s:s}", "state",
+	o = json_pack("{s:s, s:b, s:I, s:I, s:s, s:s, s:I, s:s, s:s, s:s}", "state",
 	              dom_state_name(d->state), "vm_paused", d->vm_paused, "pid",
 	              (json_int_t)d->pid, "pid_start", (json_int_t)d->pid_start, "control",
 	              d->control, "console", d->console, "started", (json_int_t)d->started,
-	              "save_file", d->save_file, "last_error", d->last_error);
+	              "save_file", d->save_file, "last_error", d->last_error, "migrate_uri",
+	              d->mig_uri);
 	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (!text)
@@ -290,6 +302,7 @@ static int load_state(const char *dir, struct domain *d, struct hv_error *err)
 	get_str(o, "console", d->console, sizeof(d->console));
 	get_str(o, "save_file", d->save_file, sizeof(d->save_file));
 	get_str(o, "last_error", d->last_error, sizeof(d->last_error));
+	get_str(o, "migrate_uri", d->mig_uri, sizeof(d->mig_uri));
 	json_decref(o);
 	return 0;
 }

@@ -33,6 +33,7 @@ enum dom_state {
 	DOM_SHUTDOWN,
 	DOM_CRASHED,
 	DOM_SAVED,
+	DOM_MIGRATED, /* migrated to another host: the VM runs there now */
 	/* live: an hv process that hvd talks to */
 	DOM_STARTING,
 	DOM_RUNNING,
@@ -41,6 +42,8 @@ enum dom_state {
 	DOM_SAVING,
 	DOM_SHUTTING_DOWN,
 	DOM_DESTROYING,
+	DOM_MIGRATING_OUT, /* the VM migrates away; it runs here until the switchover */
+	DOM_MIGRATING_IN,  /* a VM arrives (hvmigrate recv); it runs once switched over */
 	DOM_NSTATES
 };
 
@@ -51,6 +54,7 @@ enum dom_op {
 	DOP_SHUTDOWN,
 	DOP_DESTROY,
 	DOP_DELETE,
+	DOP_MIGRATE,
 };
 
 struct vmconn;
@@ -72,7 +76,11 @@ struct domain {
 	char last_error[HV_ERROR_MSG];
 	char exit_kind[24]; /* from the VM's last STATE_CHANGE shutdown; "" if none */
 	int exit_code;
-	bool save_done; /* the VM answered a save: its end is DOM_SAVED */
+	bool save_done;    /* the VM answered a save: its end is DOM_SAVED */
+	char mig_uri[300]; /* migrating-out, migrated: where to ("" when never) */
+	bool mig_done;     /* the VM reported its migration completed: its end is DOM_MIGRATED */
+	bool mig_orphan;   /* a migration that hvd lost track of (hvd restarted): cancelled */
+	bool mig_final;    /* its final MIGRATION event has been passed on */
 	/* The running process. */
 	struct vmconn *vc;
 	ev_child child_w;

@@ -16,8 +16,14 @@
 #include "toolstack/domcfg.h"
 #include "toolstack/hvd_proto.h"
 
-/* Argument kinds. */
-enum { A_NAME = 1, A_PATH, A_TEXT, A_TAG, A_BOOL };
+/*
+ * Argument kinds. The A_M* kinds are options handed on to a VM or a receiver as they
+ * are (migrate, migrate-incoming): checked for type here, for range by whoever uses them,
+ * and collected in hvd_request.args.
+ */
+enum { A_NAME = 1, A_PATH, A_TEXT, A_TAG, A_BOOL, A_MSTR, A_MINT, A_MBOOL, A_MPATH };
+
+#define ARGS_MAX 20
 
 struct arg {
 	const char *key;
@@ -27,7 +33,7 @@ struct arg {
 
 struct command {
 	const char *name;
-	struct arg args[4];
+	struct arg args[ARGS_MAX];
 };
 
 #define NAME_REQ                                                                                   \
@@ -51,6 +57,30 @@ static const struct command commands[HVD_NCMDS] = {
         {"checkpoint",
          {NAME_REQ, {"store", A_PATH, true}, {"tag", A_TAG, false}, {"full", A_BOOL, false}}},
     [HVD_SUBSCRIBE] = {"subscribe", {{0}}},
+    /* The VM's migrate arguments (docs/control-protocol.md), but for the name. */
+    [HVD_MIGRATE] = {"migrate",
+                     {NAME_REQ,
+                      {"uri", A_MSTR, true},
+                      {"tls-cert", A_MPATH, false},
+                      {"tls-key", A_MPATH, false},
+                      {"tls-ca", A_MPATH, false},
+                      {"tls-hostname", A_MSTR, false},
+                      {"downtime-ms", A_MINT, false},
+                      {"bandwidth", A_MINT, false},
+                      {"compress", A_MSTR, false},
+                      {"zstd-level", A_MINT, false},
+                      {"channels", A_MINT, false},
+                      {"max-rounds", A_MINT, false},
+                      {"max-bytes", A_MINT, false},
+                      {"on-stall", A_MSTR, false},
+                      {"timeout", A_MINT, false},
+                      {"switchover-hold", A_MBOOL, false},
+                      {"delta", A_MBOOL, false},
+                      {"delta-cache", A_MINT, false}}},
+    [HVD_MIGRATE_CANCEL] = {"migrate-cancel", {NAME_REQ}},
+    [HVD_MIGRATE_INCOMING] =
+        {"migrate-incoming",
+         {NAME_REQ, {"memory", A_MINT, true}, {"vcpus", A_MINT, true}, {"accel", A_MSTR, true}}},
 };
 
 /*
@@ -89,7 +119,7 @@ bool hvd_name_valid(const char *s)
 
 static const struct arg *arg_find(const struct command *cmd, const char *key)
 {
-	for (const struct arg *a = cmd->args; a < cmd->args + 4 && a->key; a++)
+	for (const struct arg *a = cmd->args; a < cmd->args + ARGS_MAX && a->key; a++)
 		if (!strcmp(a->key, key))
 			return a;
 	return NULL;
@@ -103,12 +133,24 @@ static enum control_class take_arg(const struct command *cmd, const struct arg *
 	size_t len = s ? json_string_length(v) : 0;
 	char q[65];
 
-	if (a->kind == A_BOOL) {
+	if (a->kind == A_BOOL || a->kind == A_MBOOL) {
 		if (!json_is_boolean(v)) {
 			hv_fail(err, EINVAL, "%s: '%s' must be true or false", cmd->name, a->key);
 			return CONTROL_INVALID_ARGUMENT;
 		}
-		r->full = json_is_true(v);
+		if (a->kind == A_BOOL)
+			r->full = json_is_true(v);
+		else
+			json_object_set(r->args, a->key, v);
+		return CONTROL_OK;
+	}
+	if (a->kind == A_MINT) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0) {
+			hv_fail(err, EINVAL, "%s: '%s' must be an integer of 0 or more", cmd->name,
+			        a->key);
+			return CONTROL_INVALID_ARGUMENT;
+		}
+		json_object_set(r->args, a->key, v);
 		return CONTROL_OK;
 	}
 	if (!s || strlen(s) != len) {
@@ -146,6 +188,16 @@ static enum control_class take_arg(const struct command *cmd, const struct arg *
 		}
 		r->config = s;
 		r->config_len = len;
+		break;
+	case A_MSTR:
+	case A_MPATH:
+		if (!len || len >= PATH_MAX || (a->kind == A_MPATH && s[0] != '/')) {
+			hv_fail(err, EINVAL, "%s: '%s' must be %s of 1 to %d bytes", cmd->name,
+			        a->key, a->kind == A_MPATH ? "an absolute path" : "a string",
+			        PATH_MAX - 1);
+			return CONTROL_INVALID_ARGUMENT;
+		}
+		json_object_set(r->args, a->key, v);
 		break;
 	case A_TAG:
 		/* The manifest's limit, checked before the VM spends time on the pages. */
@@ -197,6 +249,11 @@ static enum control_class check(json_t *req, struct hvd_request *r, struct hv_er
 		hv_fail(err, ENOENT, "unknown command '%s'", peer_str(json_string_value(exec), q));
 		return CONTROL_COMMAND_NOT_FOUND;
 	}
+	r->args = json_object();
+	if (!r->args) {
+		hv_fail(err, ENOMEM, "out of memory");
+		return CONTROL_FAILED;
+	}
 	json_object_foreach(args, key, val)
 	{
 		const struct arg *a = arg_find(cmd, key);
@@ -211,7 +268,7 @@ static enum control_class check(json_t *req, struct hvd_request *r, struct hv_er
 		if (c != CONTROL_OK)
 			return c;
 	}
-	for (const struct arg *a = cmd->args; a < cmd->args + 4 && a->key; a++)
+	for (const struct arg *a = cmd->args; a < cmd->args + ARGS_MAX && a->key; a++)
 		if (a->required && !json_object_get(args, a->key)) {
 			hv_fail(err, EINVAL, "%s: missing argument '%s'", cmd->name, a->key);
 			return CONTROL_INVALID_ARGUMENT;
@@ -252,6 +309,7 @@ enum control_class hvd_request_parse(const char *line, size_t len, struct hvd_re
 	if (c != CONTROL_OK) {
 		scrub(err);
 		*id = json_is_object(req) ? json_incref(json_object_get(req, "id")) : NULL;
+		json_decref(r->args);
 		json_decref(req);
 		memset(r, 0, sizeof(*r));
 		return c;
@@ -263,6 +321,7 @@ enum control_class hvd_request_parse(const char *line, size_t len, struct hvd_re
 
 void hvd_request_free(struct hvd_request *r)
 {
+	json_decref(r->args);
 	json_decref(r->json);
 	memset(r, 0, sizeof(*r));
 }

@@ -42,6 +42,9 @@ enum hvd_cmd {
 	HVD_RESTORE,
 	HVD_CHECKPOINT,
 	HVD_SUBSCRIBE,
+	HVD_MIGRATE,
+	HVD_MIGRATE_CANCEL,
+	HVD_MIGRATE_INCOMING,
 	HVD_NCMDS
 };
 
@@ -60,6 +63,9 @@ struct hvd_request {
 	const char *store; /* checkpoint: the store directory */
 	const char *tag;   /* checkpoint: 1 to 255 bytes */
 	bool full;         /* checkpoint */
+	/* migrate, migrate-incoming: every argument but the name, type-checked, to be handed
+	 * on (owned; an empty object for the other commands) */
+	json_t *args;
 };
 
 /* hvd_cmd_name - the wire name of @c ("create", ...). */

@@ -25,7 +25,8 @@ struct client {
 	struct hvd *hvd;
 	struct client *next;
 	int fd;
-	int refs; /* the list's, plus one per operation in flight */
+	pid_t peer_pid; /* SO_PEERCRED at connect: migrate-incoming names its VM process */
+	int refs;       /* the list's, plus one per operation in flight */
 	ev_io rw, ww;
 	char *in; /* HVD_MAX_LINE + 1 bytes */
 	size_t in_len;
@@ -161,6 +162,11 @@ void hvd_op_done(struct hvd_op *op, enum control_class cls, json_t *ret, const c
 	free(op);
 }
 
+pid_t hvd_op_peer_pid(const struct hvd_op *op)
+{
+	return op->c ? op->c->peer_pid : 0;
+}
+
 void hvd_event(struct hvd *h, const char *name, json_t *data)
 {
 	char *line = control_event(name, data);
@@ -276,6 +282,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct hvd *h = w->data;
 	struct client *c;
+	struct ucred cred;
+	socklen_t credlen = sizeof(cred);
 	char *hello;
 	int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -299,6 +307,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	c->hvd = h;
 	c->fd = fd;
 	c->refs = 1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0)
+		c->peer_pid = cred.pid;
 	ev_io_init(&c->rw, client_read_cb, fd, EV_READ);
 	ev_io_init(&c->ww, client_write_cb, fd, EV_WRITE);
 	c->rw.data = c->ww.data = c;

@@ -81,6 +81,21 @@ static void vm_gone(struct domain *d, int status)
 	ev_child_stop(d->hvd->loop, &d->child_w);
 	vmconn_free(d->vc);
 	d->vc = NULL;
+	if (old == DOM_MIGRATING_IN) {
+		/* It never arrived: the source keeps the VM, and this host forgets the name. */
+		fprintf(stderr, "hvd: %s: incoming migration failed (pid %d ended)\n", d->cfg.name,
+		        (int)d->pid);
+		if (op)
+			hvd_op_done(op, CONTROL_FAILED, NULL, "the incoming migration failed");
+		hvd_forget(d->hvd, d);
+		return;
+	}
+	if (old == DOM_MIGRATING_OUT && !d->mig_done) {
+		/* Its last events unread (hvd was away, or the exit was seen first): hv's last
+		 * words on stderr say whether it migrated. */
+		log_tail(d->console, tail, sizeof(tail));
+		d->mig_done = strstr(tail, "migrated to") != NULL;
+	}
 	if (d->exit_kind[0]) {
 		known = true;
 		clean = !strcmp(d->exit_kind, "guest") || !strcmp(d->exit_kind, "requested");
@@ -90,6 +105,8 @@ static void vm_gone(struct domain *d, int status)
 	}
 	if (d->save_done)
 		to = DOM_SAVED;
+	else if (old == DOM_MIGRATING_OUT && d->mig_done)
+		to = DOM_MIGRATED;
 	else if (old == DOM_SHUTTING_DOWN || old == DOM_DESTROYING)
 		to = DOM_SHUTDOWN;
 	else if (old == DOM_SAVING && !d->is_child)
@@ -114,14 +131,29 @@ static void vm_gone(struct domain *d, int status)
 			snprintf(why + strlen(why), sizeof(why) - strlen(why), ": %s", tail);
 		snprintf(d->last_error, sizeof(d->last_error), "%s", why);
 	}
+	if (to == DOM_MIGRATED) {
+		snprintf(why, sizeof(why), "migrated to %s", d->mig_uri);
+		d->last_error[0] = '\0';
+	}
 	if (d->control[0])
 		unlink(d->control); /* left behind when hv was killed */
 	d->pid = 0;
 	d->pid_start = 0;
 	d->save_done = false;
+	d->mig_done = false;
 	d->exit_kind[0] = '\0';
 	dom_set_state(d, to);
 	dom_changed(d, old, why[0] ? why : NULL);
+	if (old == DOM_MIGRATING_OUT && !d->mig_final) {
+		/* Whoever follows the migration must hear its end, even one hv never told. */
+		d->mig_final = true;
+		hvd_event(d->hvd, "MIGRATION",
+		          json_pack("{s:s, s:s, s:s?}", "name", d->cfg.name, "phase",
+		                    to == DOM_MIGRATED ? "completed" : "failed", "error",
+		                    to == DOM_MIGRATED ? NULL
+		                    : why[0]           ? why
+		                                       : "the VM ended"));
+	}
 	if (!op)
 		return;
 	d->op = NULL;
@@ -149,7 +181,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 }
 
 /* After an attached VM's connection closed: has the process gone? */
-static bool pid_gone(struct domain *d)
+bool vm_pid_gone(struct domain *d)
 {
 	if (!d->pid)
 		return true;
@@ -164,7 +196,7 @@ static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct domain *d = w->data;
 
-	if (pid_gone(d))
+	if (vm_pid_gone(d))
 		vm_gone(d, -1);
 }
 
@@ -176,13 +208,21 @@ static void on_event(void *opaque, json_t *ev)
 	const char *st = json_string_value(json_object_get(data, "state"));
 	enum dom_state old = d->state;
 
+	if (name && !strcmp(name, "MIGRATION")) {
+		hvd_migration_event(d, data);
+		return;
+	}
 	if (!name || strcmp(name, "STATE_CHANGE") || !st)
 		return;
 	if (!strcmp(st, "shutdown")) {
 		json_t *ex = json_object_get(data, "exit");
+		const char *reason = json_string_value(json_object_get(ex, "reason")) ?: "";
+
 		snprintf(d->exit_kind, sizeof(d->exit_kind), "%s",
 		         json_string_value(json_object_get(ex, "kind")) ?: "unknown");
 		d->exit_code = (int)json_integer_value(json_object_get(ex, "code"));
+		if (d->state == DOM_MIGRATING_OUT && !strncmp(reason, "migrated to", 11))
+			d->mig_done = true;
 		return;
 	}
 	d->vm_paused = !strcmp(st, "paused");
@@ -202,7 +242,7 @@ static void on_closed(void *opaque, const char *why)
 	d->vc = NULL;
 	if (d->is_child)
 		return; /* child_cb reports the end with its status */
-	if (pid_gone(d)) {
+	if (vm_pid_gone(d)) {
 		vm_gone(d, -1);
 		return;
 	}
@@ -242,9 +282,14 @@ static void info_cb(void *arg, json_t *reply)
 		snprintf(d->last_error, sizeof(d->last_error),
 		         "a checkpoint was interrupted by an hvd restart (failed)");
 	if (old == DOM_STARTING || old == DOM_CHECKPOINTING || old == DOM_RUNNING ||
-	    old == DOM_PAUSED)
+	    old == DOM_PAUSED || old == DOM_MIGRATING_IN)
 		dom_set_state(d, d->vm_paused ? DOM_PAUSED : DOM_RUNNING);
-	dom_changed(d, old, old == DOM_STARTING ? NULL : "re-attached after hvd restart");
+	dom_changed(d, old,
+	            old == DOM_STARTING       ? NULL
+	            : old == DOM_MIGRATING_IN ? "migrated in"
+	                                      : "re-attached after hvd restart");
+	if (old == DOM_MIGRATING_OUT)
+		hvd_migrate_reattach(d);
 	if (old == DOM_CHECKPOINTING)
 		hvd_event(d->hvd, "CHECKPOINT",
 		          json_pack("{s:s, s:s, s:s}", "name", d->cfg.name, "phase", "failed",
@@ -257,7 +302,7 @@ static void info_cb(void *arg, json_t *reply)
 	}
 }
 
-static int connect_vm(struct domain *d, struct hv_error *err)
+int vm_connect(struct domain *d, struct hv_error *err)
 {
 	struct vmconn_ops ops = vm_ops_template;
 
@@ -281,7 +326,7 @@ static void connect_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (d->vc)
 		return;
-	if (connect_vm(d, &err) == 0)
+	if (vm_connect(d, &err) == 0)
 		return;
 	if (ev_now(loop) < d->deadline)
 		return;
@@ -391,12 +436,16 @@ void vm_attach(struct domain *d)
 	d->is_child = false;
 	if (!dom_live(d->state))
 		return;
-	if (d->pid > 0 && !pid_gone(d) && connect_vm(d, &err) == 0) {
+	if (d->pid > 0 && !vm_pid_gone(d) && vm_connect(d, &err) == 0) {
 		fprintf(stderr, "hvd: %s: found pid %d, asking %s\n", d->cfg.name, (int)d->pid,
 		        d->control);
 		return; /* info_cb takes it from here */
 	}
-	if (d->pid > 0 && !pid_gone(d))
+	if (d->pid > 0 && !vm_pid_gone(d) && d->state == DOM_MIGRATING_IN) {
+		vm_watch_incoming(d); /* still arriving */
+		return;
+	}
+	if (d->pid > 0 && !vm_pid_gone(d))
 		fprintf(stderr, "hvd: %s: pid %d is alive but its control socket is not: %s\n",
 		        d->cfg.name, (int)d->pid, err.msg);
 	d->pid = 0;
@@ -418,7 +467,7 @@ int vm_call(struct domain *d, const char *cmd, json_t *args, void (*fn)(void *, 
 
 int vm_kill(struct domain *d, struct hv_error *err)
 {
-	if (!d->pid || pid_gone(d))
+	if (!d->pid || vm_pid_gone(d))
 		return hv_fail(err, ESRCH, "%s: no hv process", d->cfg.name);
 	/* hv leads its own process group (setsid at spawn). */
 	if (kill(-d->pid, SIGKILL) < 0 && kill(d->pid, SIGKILL) < 0)
@@ -430,6 +479,29 @@ int vm_kill(struct domain *d, struct hv_error *err)
 		ev_timer_start(d->hvd->loop, &d->timer_w);
 	}
 	return 0;
+}
+
+static void incoming_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct domain *d = w->data;
+
+	if (d->vc)
+		return; /* connected: info_cb decides */
+	if (vm_pid_gone(d)) {
+		vm_gone(d, -1);
+		return;
+	}
+	vm_connect(d, NULL); /* ENOENT until the VM has switched over and serves its socket */
+}
+
+void vm_watch_incoming(struct domain *d)
+{
+	d->is_child = false;
+	d->timer_w.data = d;
+	d->child_w.data = d;
+	ev_timer_stop(d->hvd->loop, &d->timer_w);
+	ev_timer_init(&d->timer_w, incoming_cb, 0.05, 0.1);
+	ev_timer_start(d->hvd->loop, &d->timer_w);
 }
 
 void vm_stop_watch(struct domain *d)

@@ -26,6 +26,8 @@
 #include "migrate/migration.h"
 #include "toolstack/control.h"
 #include "toolstack/ctlconn.h"
+#include "toolstack/hvdconn.h"
+#include "toolstack/hvmigrate_hvd.h"
 #include "toolstack/size.h"
 #include "toolstack/vmsig.h"
 
@@ -44,13 +46,16 @@ static const char usage_main[] =
     "       hvmigrate recv --listen ADDR [OPTIONS]   receive a migration, run the VM\n"
     "\n"
     "ADDR is tcp:HOST:PORT (tcp:[::1]:PORT for IPv6) or unix:PATH. VM is the control\n"
-    "socket of the source (hv run --control SOCK). 'hvmigrate send --help' and\n"
+    "socket of the source (hv run --control SOCK), or the name of a domain of hvd.\n"
+    "'hvmigrate send --help' and\n"
     "'hvmigrate recv --help' list the options; see hvmigrate(1).\n";
 
 static const char usage_send[] =
     "usage: hvmigrate send VM ADDR [OPTIONS]\n"
     "\n"
     "Migrate the VM served on control socket VM to the receiver at ADDR while it runs.\n"
+    "A VM that is no socket is a domain name: hvd (at --socket PATH, $HVD_SOCKET or\n"
+    "/run/hvd.sock) runs the migration and keeps the domain's state.\n"
     "The VM keeps running here until the destination has all of its state; on any\n"
     "failure before that it simply runs on.\n"
     "\n"
@@ -70,11 +75,13 @@ static const char usage_send[] =
     "  --no-delta             never send a page as a delta against its last version\n"
     "  --delta-cache SIZE     last-sent pages kept for deltas (default RAM/16, 16M-256M)\n"
     "  --json                 one JSON object per round and a final summary\n"
+    "  --socket PATH          hvd's API socket, for a domain name\n"
     "  -h, --help             this help\n"
     "\n"
     "A terminal gets a progress bar; Ctrl-C cancels before the switchover.\n"
     "Exit status: 0 when the destination runs the VM, 1 failed (the VM runs here),\n"
-    "2 bad arguments, 3 in doubt (see hvmigrate(1)), 4 cancelled.\n";
+    "2 bad arguments, 3 in doubt (see hvmigrate(1); also when hvd goes away), 4\n"
+    "cancelled.\n";
 
 static const char usage_recv[] =
     "usage: hvmigrate recv --listen ADDR [OPTIONS]\n"
@@ -96,6 +103,8 @@ static const char usage_recv[] =
     "                         resume it with 'hvctl SOCK resume')\n"
     "  --timeout S            give up if no migration arrives within S seconds\n"
     "  --json                 the summary as one JSON object\n"
+    "  --hvd SOCK             ask hvd at SOCK to take each VM as a domain (refused if\n"
+    "                         it has the name) before its pages come (hvd runs this)\n"
     "  -h, --help             this help\n";
 
 static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fmt, ...)
@@ -194,10 +203,11 @@ static void print_summary(json_t *d)
 	        json_string_value(json_object_get(d, "error")) ?: "");
 }
 
-static int send_cancel(struct ctlconn *c)
+static int send_cancel(struct ctlconn *c, const char *name)
 {
 	struct hv_error err = {0};
-	json_t *r = ctlconn_call(c, 2, "migrate-cancel", NULL, &err);
+	json_t *a = name ? json_pack("{s:s}", "name", name) : NULL;
+	json_t *r = ctlconn_call(c, 3, "migrate-cancel", a, &err);
 	json_t *e = json_object_get(r, "error");
 
 	if (!r || e)
@@ -206,10 +216,41 @@ static int send_cancel(struct ctlconn *c)
 	else
 		fprintf(stderr, "\nhvmigrate: cancelling...\n");
 	json_decref(r);
+	json_decref(a);
 	return 0;
 }
 
-static int watch(struct ctlconn *c, bool json, bool tty)
+/*
+ * After a migration through hvd completed: wait (up to 10 s) for hvd to record the
+ * domain as migrated, so that whoever runs `hvctl list` next sees it so.
+ */
+static void await_migrated(struct ctlconn *c, const char *name)
+{
+	for (int i = 0; i < 50; i++) {
+		char *line = ctlconn_line(c, 200);
+		json_t *msg, *d;
+		bool done;
+
+		if (!line && errno == ETIMEDOUT)
+			continue;
+		if (!line)
+			return;
+		msg = json_loads(line, 0, NULL);
+		free(line);
+		d = json_object_get(msg, "data");
+		done =
+		    !strcmp(json_string_value(json_object_get(msg, "event")) ?: "",
+		            "DOMAIN_STATE") &&
+		    !strcmp(json_string_value(json_object_get(d, "name")) ?: "", name) &&
+		    strcmp(json_string_value(json_object_get(d, "state")) ?: "", "migrating-out");
+		json_decref(msg);
+		if (done)
+			return;
+	}
+}
+
+/* Follow the MIGRATION events (of the domain @name when through hvd, else NULL). */
+static int watch(struct ctlconn *c, bool json, bool tty, const char *name)
 {
 	double best = 0;
 	bool cancelled = false;
@@ -221,9 +262,15 @@ static int watch(struct ctlconn *c, bool json, bool tty)
 
 		if (interrupted && !cancelled) {
 			cancelled = true;
-			send_cancel(c);
+			send_cancel(c, name);
 		}
 		line = ctlconn_line(c, 200);
+		if (!line && errno != ETIMEDOUT && name)
+			/* The migration runs in hv, not hvd: it may still complete. */
+			return fail(EXIT_IN_DOUBT,
+			            "%s: hvd closed the connection before the migration ended; "
+			            "'hvctl info %s' tells where the VM is",
+			            c->path, name);
 		if (!line) {
 			if (errno == ETIMEDOUT)
 				continue;
@@ -238,6 +285,10 @@ static int watch(struct ctlconn *c, bool json, bool tty)
 			continue;
 		}
 		d = json_object_get(msg, "data");
+		if (name && strcmp(json_string_value(json_object_get(d, "name")) ?: "", name)) {
+			json_decref(msg);
+			continue; /* another domain's */
+		}
 		phase = json_string_value(json_object_get(d, "phase")) ?: "";
 		if (mig_phase_final(!strcmp(phase, "completed")   ? MIG_COMPLETED
 		                    : !strcmp(phase, "failed")    ? MIG_FAILED
@@ -259,6 +310,8 @@ static int watch(struct ctlconn *c, bool json, bool tty)
 			}
 			print_summary(d);
 			json_decref(msg);
+			if (name && rc == 0)
+				await_migrated(c, name);
 			return rc;
 		}
 		if (json) {
@@ -292,8 +345,10 @@ static int send_with(json_t *args, int argc, char **argv)
 	                                     {"max-bytes", required_argument, NULL, 'M'},
 	                                     {"delta-cache", required_argument, NULL, 'C'},
 	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"socket", required_argument, NULL, 'S'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {0}};
+	const char *hvd_sock = NULL, *name = NULL;
 	json_t *r;
 	struct hv_error err = {0};
 	struct ctlconn c;
@@ -361,6 +416,7 @@ static int send_with(json_t *args, int argc, char **argv)
 			json_object_set_new(args, "delta-cache", json_integer((json_int_t)v));
 			break;
 		case 'j': json = true; break;
+		case 'S': hvd_sock = optarg; break;
 		case 'h': fputs(usage_send, stdout); return 0;
 		default:
 			return fail(EXIT_USAGE,
@@ -372,6 +428,14 @@ static int send_with(json_t *args, int argc, char **argv)
 	if (argc - optind != 2)
 		return fail(EXIT_USAGE, "send: expected VM and ADDR (see 'hvmigrate send --help')");
 	json_object_set_new(args, "uri", json_string(argv[optind + 1]));
+	if (hvd_sock || hvm_is_domain(argv[optind])) {
+		name = argv[optind];
+		if (hvm_hvd_migrate(&c, hvdconn_default_socket(hvd_sock), name, args, &err) < 0) {
+			ctlconn_close(&c);
+			return fail(EXIT_FAIL, "%s", err.msg);
+		}
+		goto follow;
+	}
 	if (ctlconn_open(&c, argv[optind], &err) < 0) {
 		ctlconn_close(&c);
 		return fail(EXIT_FAIL, "%s", err.msg);
@@ -388,9 +452,10 @@ static int send_with(json_t *args, int argc, char **argv)
 		return rc;
 	}
 	json_decref(r);
+follow:
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	rc = watch(&c, json, tty && !json);
+	rc = watch(&c, json, tty && !json, name);
 	ctlconn_close(&c);
 	return rc;
 }
@@ -410,7 +475,7 @@ static int cmd_send(int argc, char **argv)
 /* ---- recv ---- */
 
 struct recv_opts {
-	const char *listen, *control, *console;
+	const char *listen, *control, *console, *hvd;
 	struct chan_tls_config tls;
 	bool keep, json, paused;
 	int accept_ms;
@@ -502,6 +567,8 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 		if (out < 0)
 			return fail(EXIT_FAIL, "%s: %s", o->console, strerror(errno));
 	}
+	if (o->hvd)
+		hvm_admit_setup(o->hvd, out);
 	vmsig_block(&sig);
 	vmsig_watch(&sig, NULL, on_early_signal);
 	/*
@@ -616,6 +683,7 @@ static int cmd_recv(int argc, char **argv)
 	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {"tls-client-name", required_argument, NULL, 'N'},
+	                                     {"hvd", required_argument, NULL, 'D'},
 	                                     {0}};
 	struct recv_opts o = {.accept_ms = -1};
 	struct hv_error err = {0};
@@ -634,6 +702,7 @@ static int cmd_recv(int argc, char **argv)
 		case 'a': o.tls.ca = optarg; break;
 		case 'N': o.tls.peer_name = optarg; break;
 		case 'S': o.control = optarg; break;
+		case 'D': o.hvd = optarg; break;
 		case 'C': o.console = optarg; break;
 		case 'K': o.keep = true; break;
 		case 'p': o.paused = true; break;
