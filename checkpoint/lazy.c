@@ -318,8 +318,9 @@ static void *prefetch_main(void *arg)
 			goto out;
 		ids = chunk_ids(l, s, c, &err);
 		if (!ids) {
-			fail(l, false, "lazy restore: pages %llu..: %s", (unsigned long long)first,
-			     err.msg);
+			fail(l, false, "lazy restore: page-map chunk %llu (pages %llu-%llu): %s",
+			     (unsigned long long)c, (unsigned long long)first,
+			     (unsigned long long)(first + MANIFEST_CHUNK_PAGES - 1), err.msg);
 			goto out;
 		}
 		for (uint64_t p = first; p < l->npages && p < first + MANIFEST_CHUNK_PAGES; p++) {
