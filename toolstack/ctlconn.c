@@ -59,7 +59,8 @@ char *ctlconn_line(struct ctlconn *c, int timeout_ms)
 	}
 }
 
-int ctlconn_open(struct ctlconn *c, const char *path, struct hv_error *err)
+int ctlconn_open_as(struct ctlconn *c, const char *path, const char *key, const char *what,
+                    const char *who, int timeout_ms, struct hv_error *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	json_t *msg;
@@ -69,26 +70,33 @@ int ctlconn_open(struct ctlconn *c, const char *path, struct hv_error *err)
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 	c->path = path;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return hv_fail(err, ENAMETOOLONG, "%s: socket path longer than %zu bytes", path,
+	if (!*path || strlen(path) >= sizeof(sa.sun_path))
+		return hv_fail(err, ENAMETOOLONG, "%s: a socket path must be 1 to %zu bytes", path,
 		               sizeof(sa.sun_path) - 1);
 	memcpy(sa.sun_path, path, strlen(path));
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return hv_fail(err, errno, "%s: %s", path, strerror(errno));
-	line = ctlconn_line(c, 10000);
+	line = ctlconn_line(c, timeout_ms);
 	msg = line ? json_loads(line, 0, NULL) : NULL;
-	ok = json_is_object(json_object_get(msg, "hv"));
+	ok = json_is_object(json_object_get(msg, key));
 	json_decref(msg);
 	if (!ok) {
 		int e = errno;
 		free(line);
-		return hv_fail(err, EPROTO, "%s: %s", path,
-		               line ? "not an hv control socket (bad greeting)"
-		                    : (e ? strerror(e) : "hv closed the connection"));
+		if (line)
+			return hv_fail(err, EPROTO, "%s: not %s (bad greeting)", path, what);
+		if (e)
+			return hv_fail(err, EPROTO, "%s: %s", path, strerror(e));
+		return hv_fail(err, EPROTO, "%s: %s closed the connection", path, who);
 	}
 	free(line);
 	return 0;
+}
+
+int ctlconn_open(struct ctlconn *c, const char *path, struct hv_error *err)
+{
+	return ctlconn_open_as(c, path, "hv", "an hv control socket", "hv", 10000, err);
 }
 
 int ctlconn_send(struct ctlconn *c, json_t *req, struct hv_error *err)

@@ -27,6 +27,15 @@ struct ctlconn {
 int ctlconn_open(struct ctlconn *c, const char *path, struct hv_error *err);
 
 /*
+ * ctlconn_open_as - the same for any server of this protocol: its greeting must be an
+ * object whose member @key is an object ("hv" for a VM, "hvd" for the daemon). @what
+ * names the socket in the bad-greeting error ("an hv control socket"), @who the server
+ * that hung up. Waits up to @timeout_ms for the greeting.
+ */
+int ctlconn_open_as(struct ctlconn *c, const char *path, const char *key, const char *what,
+                    const char *who, int timeout_ms, struct hv_error *err);
+
+/*
  * ctlconn_line - the next line without its newline (malloc'd; the caller frees), or NULL
  * at EOF (errno 0), on a timeout (ETIMEDOUT; @timeout_ms < 0 waits forever), or on an
  * error (errno set).
