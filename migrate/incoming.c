@@ -367,6 +367,98 @@ static void cleanup(struct incoming *in)
 	page_gens_free(&in->gens);
 }
 
+/* Drop the main connection accepted last, before trying the next one. */
+static void drop_main(struct incoming *in)
+{
+	if (in->rd_open)
+		stream_close(&in->rd);
+	if (in->wr_open)
+		stream_close(&in->wr);
+	in->rd_open = in->wr_open = false;
+	pthread_mutex_lock(&cur_lock);
+	chan_close(in->main);
+	in->main = NULL;
+	pthread_mutex_unlock(&cur_lock);
+}
+
+/*
+ * Accept the main connection and read its HELLO into @hello. A page channel of a
+ * migration that ended before its channels were accepted (a refused one's stay in the
+ * listen queue) is dropped and the wait goes on, cut to the handshake timeout: a
+ * migration that is coming is here by then. Anything else that is not a HELLO fails,
+ * as before: the caller decides whether to wait on.
+ */
+static int accept_main(struct incoming *in, struct chan_listener *l, struct chan_tls *tls,
+                       int accept_ms, struct incoming_stats *st, struct mig_msg *hello,
+                       struct hv_error *err)
+{
+	uint64_t end = now_ns() + (uint64_t)(accept_ms > 0 ? accept_ms : 0) * 1000000ull;
+
+	for (unsigned strays = 0;; strays++) {
+		struct hv_error e = {0};
+		struct record r;
+		int left = accept_ms, got;
+		struct chan *c;
+
+		if (accept_ms >= 0) {
+			uint64_t t = now_ns();
+			left = t >= end ? 0 : (int)((end - t) / 1000000);
+		}
+		/* After a stray, a migration that is coming is here within a handshake's time. */
+		if (strays && (left < 0 || left > HANDSHAKE_TIMEOUT_MS))
+			left = HANDSHAKE_TIMEOUT_MS;
+		c = chan_accept(l, tls, left, err);
+		if (!c && strays && err && err->code == ETIMEDOUT)
+			return hv_fail(
+			    err, ETIMEDOUT,
+			    "dropped %u page channel(s) of an earlier migration; no migration "
+			    "came after them within %d ms",
+			    strays, left);
+		if (!c)
+			return -1;
+		st->accepted = true;
+		if (!publish(&in->main, c))
+			return hv_fail(err, ECANCELED, "interrupted");
+		snprintf(st->source, sizeof(st->source), "%s", chan_peer(c));
+		if (chan_tls_version(c))
+			snprintf(st->tls_version, sizeof(st->tls_version), "%s",
+			         chan_tls_version(c));
+		chan_set_timeout(c, HANDSHAKE_TIMEOUT_MS);
+		if (stream_open_read_io(&in->rd, &chan_stream_io, c, chan_peer(c), err) < 0)
+			return -1;
+		in->rd_open = true;
+		if (stream_open_write_io(&in->wr, &chan_stream_io, c, chan_peer(c), err) < 0)
+			return -1;
+		in->wr_open = true;
+		got = stream_read(&in->rd, &r, &e);
+		if (got > 0 && r.type == REC_MIG_CHANNEL && strays < 16) {
+			trace(now_ns(), "dropped a page channel of an earlier migration");
+			drop_main(in);
+			continue;
+		}
+		if (got < 0) {
+			if (err)
+				*err = e;
+			return -1;
+		}
+		if (got == 0)
+			return hv_fail(err, EPROTO, "%s: stream ended where %s was expected",
+			               chan_peer(c), stream_record_name(REC_MIG_HELLO));
+		if (r.type == REC_MIG_ERROR) {
+			if (mig_msg_parse(&r, in->rd.name, hello, err) < 0)
+				return -1;
+			return hv_fail(err, ECONNABORTED, "%s: peer reports: %s", in->rd.name,
+			               hello->text);
+		}
+		if (r.type != REC_MIG_HELLO)
+			return hv_fail(
+			    err, EPROTO, "%s: record %s at offset %llu where %s was expected",
+			    in->rd.name, stream_record_name(r.type), (unsigned long long)r.off,
+			    stream_record_name(REC_MIG_HELLO));
+		return mig_msg_parse(&r, in->rd.name, hello, err);
+	}
+}
+
 int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, bool paused,
                  struct vm *vm, int console_out, int console_in, struct incoming_stats *st_out,
                  struct hv_error *err)
@@ -379,40 +471,21 @@ int incoming_run(struct chan_listener *l, struct chan_tls *tls, int accept_ms, b
 	struct mig_msg hello, so;
 	uint64_t t0, t;
 	int rc = -1;
-
-	struct chan *c;
+	bool stop;
 
 	memset(vm, 0, sizeof(*vm));
 	pthread_mutex_lock(&cur_lock);
 	cur = &in;
 	cur_l = l;
-	c = aborted ? NULL : (struct chan *)1;
+	stop = aborted;
 	pthread_mutex_unlock(&cur_lock);
-	if (!c) {
+	if (stop) {
 		hv_fail(err, ECANCELED, "interrupted");
 		goto out;
 	}
-	c = chan_accept(l, tls, accept_ms, err);
-	if (!c)
+	if (accept_main(&in, l, tls, accept_ms, &st, &hello, err) < 0)
 		goto out;
-	st.accepted = true;
-	if (!publish(&in.main, c)) {
-		hv_fail(err, ECANCELED, "interrupted");
-		goto out;
-	}
 	t0 = now_ns();
-	snprintf(st.source, sizeof(st.source), "%s", chan_peer(in.main));
-	if (chan_tls_version(in.main))
-		snprintf(st.tls_version, sizeof(st.tls_version), "%s", chan_tls_version(in.main));
-	chan_set_timeout(in.main, HANDSHAKE_TIMEOUT_MS);
-	if (stream_open_read_io(&in.rd, &chan_stream_io, in.main, chan_peer(in.main), err) < 0)
-		goto out;
-	in.rd_open = true;
-	if (stream_open_write_io(&in.wr, &chan_stream_io, in.main, chan_peer(in.main), err) < 0)
-		goto out;
-	in.wr_open = true;
-	if (mig_msg_expect(&in.rd, REC_MIG_HELLO, &hello, err) < 0)
-		goto out;
 	if (mig_fault("handshake")) {
 		hv_fail(err, ECONNABORTED, "fault injected at the handshake");
 		goto out;
