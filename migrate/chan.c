@@ -352,12 +352,31 @@ fail:
 	return NULL;
 }
 
-static void set_nodelay(int fd)
+/*
+ * How long a silent TCP peer may stay unheard before the connection fails: keepalive
+ * probes after DEAD_PEER_S / 2 of silence, then 3 more a sixth apart. Without them a
+ * receiver whose source host vanished (power, a cut link) would wait on a read for
+ * ever, and hvd would list its domain migrating-in all that while. A live peer's
+ * kernel answers probes, so a stalled but healthy migration is never cut by this.
+ * HV_MIGRATE_DEAD_PEER_S overrides the 30 s (tests).
+ */
+#define DEAD_PEER_S 30
+
+static void tcp_tune(int fd)
 {
-	int one = 1;
+	const char *env = getenv("HV_MIGRATE_DEAD_PEER_S");
+	int one = 1, dead = DEAD_PEER_S, idle, intvl, cnt = 3;
 
 	/* Small records (headers, control) must not wait for Nagle's timer. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (env && atoi(env) > 0 && atoi(env) <= 3600)
+		dead = atoi(env);
+	idle = dead / 2 > 0 ? dead / 2 : 1;
+	intvl = dead / 6 > 0 ? dead / 6 : 1;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
 static int connect_one(struct chan *c, const struct sockaddr *sa, socklen_t len, int64_t dl)
@@ -377,7 +396,7 @@ static int connect_one(struct chan *c, const struct sockaddr *sa, socklen_t len,
 		return r;
 	}
 	if (sa->sa_family != AF_UNIX)
-		set_nodelay(c->fd);
+		tcp_tune(c->fd);
 	return 0;
 }
 
@@ -627,7 +646,7 @@ struct chan *chan_accept(struct chan_listener *l, struct chan_tls *tls, int time
 	if (!(c = chan_new(fd, peer, err)))
 		return NULL;
 	if (l->addr.tcp)
-		set_nodelay(fd);
+		tcp_tune(fd);
 	if (tls) {
 		pthread_mutex_lock(&l->lock);
 		l->handshaking = c;

@@ -9,7 +9,8 @@
 # while A lists it migrated; a dead address fails and the domain runs on at A; a name
 # that B already has is refused and the VM stays at A; `hvctl migrate` does the same as
 # hvmigrate; kill -9 of hvd A mid-migration loses no VM, and the restarted A reports the
-# interrupted migration.
+# interrupted migration; a link cut mid-migration (namespaces only) makes B drop the
+# arrival within seconds (TCP keepalive, HV_MIGRATE_DEAD_PEER_S=3) and A keep the VM.
 set -u
 BUILD=$(cd "${1:?usage: hvd_migrate.sh BUILD_DIR}" && pwd)
 HVD=$BUILD/hvd
@@ -93,13 +94,13 @@ wait_up() { # SOCK LOG
 	exit 1
 }
 start_a() {
-	$NS_A "$HVD" --foreground --state-dir "$STA" --socket "$SOCKA" >>"$T/a.log" 2>&1 &
+	$NS_A env HV_MIGRATE_DEAD_PEER_S=3 "$HVD" --foreground --state-dir "$STA" --socket "$SOCKA" >>"$T/a.log" 2>&1 &
 	A_PID=$!
 	disown "$A_PID" # killed on purpose: no "Killed" line from the shell
 	wait_up "$SOCKA" "$T/a.log"
 }
 start_b() {
-	$NS_B "$HVD" --foreground --state-dir "$STB" --socket "$SOCKB" --migrate-listen "$LISTEN" \
+	$NS_B env HV_MIGRATE_DEAD_PEER_S=3 "$HVD" --foreground --state-dir "$STB" --socket "$SOCKB" --migrate-listen "$LISTEN" \
 		>>"$T/b.log" 2>&1 &
 	B_PID=$!
 	disown "$B_PID"
@@ -278,6 +279,31 @@ fi
 alive "$p4" && [ "$s" = migrated ] && fail "vm4 runs twice"
 expect "A still lists vm1 migrated after the restart" '^migrated$' "$(state_of ha vm1)"
 grep -aq CORRUPT "$(loga vm4)" "$(logb vm4)" 2>/dev/null && fail "vm4: corruption" || ok "vm4: no corruption"
+
+# ---- the link between the hosts dies mid-migration: B gives up on the arrival ----
+# (two namespaces only: a veth end taken down is a cut cable; keepalive finds it)
+if [ -n "$NS_A" ]; then
+	mkcfg vm5
+	ha "$HVCTL" create "$T/vm5.cfg" >/dev/null || fail "create vm5 on A"
+	ha "$HVM" send vm5 "$ADDR" --bandwidth 256K --compress none >"$T/send5.out" 2>&1 &
+	sp=$!
+	SEND_PID=$sp
+	for _ in $(seq 100); do [ "$(state_of hb vm5)" = migrating-in ] && break; sleep 0.05; done
+	expect "B lists vm5 migrating-in" '^migrating-in$' "$(state_of hb vm5)"
+	ip -n hvdmig-a link set hvdmig-va down
+	for _ in $(seq 200); do [ -z "$(state_of hb vm5)" ] && break; sleep 0.05; done
+	sb=$(state_of hb vm5)
+	[ -z "$sb" ] && ok "cut link: B forgets vm5 (keepalive found the dead peer)" ||
+		fail "cut link: B still lists vm5 as $sb"
+	ip -n hvdmig-a link set hvdmig-va up
+	for _ in $(seq 600); do alive "$sp" || break; sleep 0.05; done
+	wait "$sp"
+	rc=$?
+	SEND_PID=
+	[ "$rc" = 1 ] && ok "cut link: send exit 1" || fail "cut link: send exit $rc: $(cat "$T/send5.out")"
+	expect "cut link: vm5 runs on at A" '^running$' "$(state_of ha vm5)"
+	moving "$(loga vm5)" && ok "vm5 counts on at A" || fail "vm5 stuck at A"
+fi
 
 # ---- the listener comes back if it dies ----
 lp=$(sed -n 's/^hvd: migration listener on .*, pid \([0-9]*\)$/\1/p' "$T/b.log" | tail -n 1)
