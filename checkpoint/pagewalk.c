@@ -14,12 +14,9 @@ uint8_t *page_at(struct page_cursor *c, uint64_t p, bool *in_hole)
 
 	if (c->slot < 0 || p < m->slot[c->slot].first_page ||
 	    p >= m->slot[c->slot].first_page + m->slot[c->slot].size / MEM_PAGE_SIZE) {
-		c->slot = -1;
-		for (int i = 0; i < m->nslots; i++)
-			if (p >= m->slot[i].first_page &&
-			    p < m->slot[i].first_page + m->slot[i].size / MEM_PAGE_SIZE)
-				c->slot = i;
-		if (c->slot < 0)
+		s = mem_page_slot(m, p);
+		c->slot = s ? (int)(s - m->slot) : -1;
+		if (!s)
 			return NULL;
 		c->data = c->hole = 0;
 	}

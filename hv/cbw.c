@@ -42,18 +42,6 @@ struct cbw {
 	pthread_t thread;
 };
 
-static uint8_t *page_hva(struct guest_mem *m, uint64_t page)
-{
-	for (int i = 0; i < m->nslots; i++) {
-		struct mem_slot *s = &m->slot[i];
-		uint64_t n = s->size >> MEM_PAGE_SHIFT;
-
-		if (page >= s->first_page && page < s->first_page + n)
-			return s->hva + ((page - s->first_page) << MEM_PAGE_SHIFT);
-	}
-	return NULL;
-}
-
 static bool wanted(const struct cbw *c, uint64_t page)
 {
 	return c->want && (c->want[page / 64] & (1ull << (page % 64)));
@@ -80,16 +68,14 @@ static void drop_all(struct cbw *c)
 /* Page @page's host address range within its slot, for up to @n pages. */
 static uint64_t slot_run(struct guest_mem *m, uint64_t page, uint64_t n, uint8_t **hva)
 {
-	for (int i = 0; i < m->nslots; i++) {
-		struct mem_slot *s = &m->slot[i];
-		uint64_t end = s->first_page + (s->size >> MEM_PAGE_SHIFT);
+	struct mem_slot *s = mem_page_slot(m, page);
+	uint64_t end;
 
-		if (page >= s->first_page && page < end) {
-			*hva = s->hva + ((page - s->first_page) << MEM_PAGE_SHIFT);
-			return n < end - page ? n : end - page;
-		}
-	}
-	return 0;
+	if (!s)
+		return 0;
+	end = s->first_page + (s->size >> MEM_PAGE_SHIFT);
+	*hva = s->hva + ((page - s->first_page) << MEM_PAGE_SHIFT);
+	return n < end - page ? n : end - page;
 }
 
 /* Write-protect (@wp) or release pages [@page, @page+@n); releasing wakes the waiters. */
@@ -304,7 +290,7 @@ void cbw_before_write_slow(struct guest_mem *m, uint64_t page)
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
-	hva = page_hva(m, page);
+	hva = mem_page_hva(m, page);
 	/*
 	 * Out of memory: wait for the reader to free copies rather than let the write
 	 * through (a wrong checkpoint) or fail it (the guest cannot be told). Copies only
@@ -366,7 +352,7 @@ int cbw_claim(struct guest_mem *m, uint64_t first, unsigned n, uint64_t zero, ui
 
 		if (!wanted(c, first + i))
 			continue;
-		hva = zero & (1ull << i) ? NULL : page_hva(m, first + i);
+		hva = zero & (1ull << i) ? NULL : mem_page_hva(m, first + i);
 		if (hva)
 			memcpy(buf + (uint64_t)i * MEM_PAGE_SIZE, hva, MEM_PAGE_SIZE);
 		else

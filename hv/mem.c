@@ -166,6 +166,23 @@ struct mem_slot *mem_slot_find(struct guest_mem *m, uint64_t gpa)
 	return NULL;
 }
 
+struct mem_slot *mem_page_slot(struct guest_mem *m, uint64_t page)
+{
+	for (int i = 0; i < m->nslots; i++) {
+		struct mem_slot *s = &m->slot[i];
+		if (page >= s->first_page && page - s->first_page < s->size >> MEM_PAGE_SHIFT)
+			return s;
+	}
+	return NULL;
+}
+
+uint8_t *mem_page_hva(struct guest_mem *m, uint64_t page)
+{
+	struct mem_slot *s = mem_page_slot(m, page);
+
+	return s ? s->hva + ((page - s->first_page) << MEM_PAGE_SHIFT) : NULL;
+}
+
 void *mem_hva(struct guest_mem *m, uint64_t gpa, uint64_t len)
 {
 	struct mem_slot *s = mem_slot_find(m, gpa);

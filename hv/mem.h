@@ -87,6 +87,13 @@ void mem_destroy(struct guest_mem *m);
 struct mem_slot *mem_slot_find(struct guest_mem *m, uint64_t gpa);
 
 /*
+ * mem_page_slot - the slot holding page @page of the VM-wide numbering (first_page), or
+ * NULL; mem_page_hva - where that page is mapped, or NULL.
+ */
+struct mem_slot *mem_page_slot(struct guest_mem *m, uint64_t page);
+uint8_t *mem_page_hva(struct guest_mem *m, uint64_t page);
+
+/*
  * mem_hva - host address of [@gpa, @gpa+@len) if the whole range lies inside one slot,
  * else NULL. The caller must mark the dirty log itself if it writes through the pointer.
  */

@@ -130,16 +130,14 @@ static unsigned delta_try(struct delta_cache *dc, void *cctx, uint64_t pn, const
 /* Frame number of VM-wide page @pn, and where it is mapped. */
 static uint8_t *page_at(struct guest_mem *m, uint64_t pn, uint64_t *gfn)
 {
-	for (int i = 0; i < m->nslots; i++) {
-		struct mem_slot *s = &m->slot[i];
-		uint64_t n = s->size / PAGE;
-		if (pn >= s->first_page && pn < s->first_page + n) {
-			uint64_t off = (pn - s->first_page) * PAGE;
-			*gfn = (s->gpa + off) >> 12;
-			return s->hva + off;
-		}
-	}
-	return NULL;
+	struct mem_slot *s = mem_page_slot(m, pn);
+	uint64_t off;
+
+	if (!s)
+		return NULL;
+	off = (pn - s->first_page) * PAGE;
+	*gfn = (s->gpa + off) >> 12;
+	return s->hva + off;
 }
 
 static void round_fail(struct round *r, const struct hv_error *e)
