@@ -41,6 +41,8 @@
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 hv=$build/hv hvctl=$build/hvctl guest=$build/guest/dirtyrate.elf
 qemu=${QEMU:-qemu-system-x86_64}
 image=${CK_IMAGE:-$here/../../shared/data/linux-512m-tmpfs.ram.zst}
@@ -88,36 +90,10 @@ runs=$dir/runs.jsonl
 : >"$runs"
 failures=0
 
-# Debian's python3 first: a pyenv shim ahead in PATH costs a second or more per call.
-python=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
+# ---- small helpers (bytes, stop, wait_line, jstr, image_raw: lib.sh) ----
 
-# ---- small helpers ----
-
-bytes() { numfmt --from=iec "$1"; }   # 256M -> 268435456 (binary, as hv takes them)
 now() { date +%s%N; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
-
-stop() { # stop PID...: end processes we started (quietly, also when already gone)
-	local p q keep
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for p in "$@"; do
-		for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.01; done
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-		# reaped: forget it, so that cleanup never signals a recycled pid
-		keep=()
-		for q in "${pids[@]}"; do [ "$q" = "$p" ] || keep+=("$q"); done
-		pids=("${keep[@]}")
-	done
-}
-
-wait_line() { # wait_line FILE ERE SECONDS: until FILE has a line matching ERE
-	local end=$((SECONDS + $3))
-	until grep -Eq "$2" "$1" 2>/dev/null; do
-		[ "$SECONDS" -lt "$end" ] || return 1
-		sleep 0.01
-	done
-}
 
 du_bytes() { # du_bytes DIR: apparent bytes of the files under DIR (what a copy would move)
 	find "$1" -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'
@@ -127,22 +103,12 @@ record() { # record JSON: one measurement, read back by the table code
 	echo "$1" >>"$runs"
 }
 
-jstr() { # jstr TEXT: TEXT made safe inside a JSON string (one line, no quotes)
-	# shellcheck disable=SC1003 # a backslash to delete, not an escaped quote
-	printf '%s' "$1" | tr -d '"\\' | tr '\n\t' '  '
-}
-
 # py CMD ARGS: the Python half (JSON, QMP, the table), from the heredoc below.
 py() { "$python" -c "$py_src" "$@"; }
 
-# content_file SIZE: raw = the image decompressed, cut or zero-extended to SIZE (sparse:
-# zero pages cost nothing in /dev/shm and are holes for QEMU's backend too).
-content_file() {
+content_file() { # content_file SIZE: raw = the Linux image at SIZE (image_raw)
 	raw=$dir/linux-$1.raw
-	# (zstd ends by SIGPIPE when head has enough: that is no error)
-	{ zstd -q -dc --long=30 "$image" || [ $? = 141 ]; } | head -c "$(bytes "$1")" |
-		dd of="$raw" bs=1M conv=sparse iflag=fullblock status=none
-	truncate -s "$1" "$raw"
+	image_raw "$image" "$1" "$raw"
 }
 
 # ---- hv: checkpoints ----

@@ -60,6 +60,8 @@
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 hv=$build/hv hvctl=$build/hvctl hvmigrate=$build/hvmigrate guest=$build/guest/dirtyrate.elf
 qemu=${QEMU:-qemu-system-x86_64}
 image=${MIG_IMAGE:-$here/../../shared/data/linux-512m-tmpfs.ram.zst}
@@ -114,40 +116,10 @@ runs=$dir/runs.tsv
 : >"$runs"
 failures=0
 
-# ---- small helpers ----
+# ---- small helpers (bytes, stop, wait_line, jstr, image_raw: lib.sh) ----
 
-# QMP driver, CPU accounting, references and the table. Debian's python3 first: a pyenv
-# shim ahead in PATH costs a second or more per call, inside the timed window of a run.
-python=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
+# QMP driver, CPU accounting, references and the table.
 qmp() { "$python" "$here/qmp.py" "$@"; }
-
-bytes() { # bytes SIZE: 256M -> 268435456 (binary suffixes, as hv takes them)
-	numfmt --from=iec "$1"
-}
-
-stop() { # stop PID...: end processes we started (quietly, also when already gone)
-	local p q keep
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for p in "$@"; do
-		# SIGTERM first; SIGKILL for one that ignores it (hvmigrate recv still waiting for
-		# its connection blocks the signal)
-		for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.01; done
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-		# reaped: forget it, so that cleanup never signals a recycled pid
-		keep=()
-		for q in "${pids[@]}"; do [ "$q" = "$p" ] || keep+=("$q"); done
-		pids=("${keep[@]}")
-	done
-}
-
-wait_line() { # wait_line FILE ERE SECONDS: until FILE has a line matching ERE
-	local end=$((SECONDS + $3))
-	until grep -Eq "$2" "$1" 2>/dev/null; do
-		[ "$SECONDS" -lt "$end" ] || return 1
-		sleep 0.01
-	done
-}
 
 wait_sock() { # wait_sock SOCK: until hv's control socket answers
 	for _ in $(seq 500); do "$hvctl" "$1" info >/dev/null 2>&1 && return 0; sleep 0.01; done
@@ -156,11 +128,6 @@ wait_sock() { # wait_sock SOCK: until hv's control socket answers
 
 record() { # record ROW JSON: one migration's figures, read back by qmp.py row/goals
 	printf '%s\t%s\n' "$1" "$2" >>"$runs"
-}
-
-jstr() { # jstr TEXT: TEXT made safe inside a JSON string (one line, no quotes)
-	# shellcheck disable=SC1003 # a backslash to delete, not an escaped quote
-	printf '%s' "$1" | tr -d '"\\' | tr '\n\t' '  '
 }
 
 broken() { # broken ROW TOOL WHY: a migration that never got to start
@@ -179,16 +146,12 @@ guest_args() {
 	esac
 }
 
-# content_file SIZE CONTENT: sets raw to the raw RAM image of the row ("" for zero): the
-# decompressed image cut to, or zero-extended to, the RAM size (sparse: zero pages cost
-# nothing in /dev/shm).
+# content_file SIZE CONTENT: sets raw to the raw RAM image of the row ("" for zero).
 content_file() {
 	raw=
 	[ "$2" = linux ] || return 0
 	raw=$dir/linux-$1.raw
-	[ -e "$dir/linux.raw" ] || zstd -q -d --long=30 -f -o "$dir/linux.raw" "$image"
-	cp --sparse=always "$dir/linux.raw" "$raw"
-	truncate -s "$1" "$raw"
+	image_raw "$image" "$1" "$raw"
 }
 
 # TLS material, made once: mkcerts.sh's set (hv wants file names, QEMU a directory with

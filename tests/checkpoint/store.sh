@@ -30,43 +30,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-	echo "FAIL: $*"
-	FAILS=$((FAILS + 1))
-}
-ok() { echo "ok: $*"; }
-expect() {
-	if printf '%s\n' "$3" | grep -Eq -- "$2"; then ok "$1"; else fail "$1: no /$2/ in: $3"; fi
-}
-field() { printf '%s\n' "$2" | sed -n "s/.*\"$1\":\\([^,}]*\\).*/\\1/p" | tr -d '"'; }
-npasses() { grep -c '^memtouch pass' "$1" 2>/dev/null; }
+. "$(dirname "$0")/lib.sh"
 
-wait_socket() {
-	for _ in $(seq 200); do
-		[ -S "$1" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-# start_vm SOCK OUT ARGS...: hv run or restore in the background, serving SOCK; sets VM.
+# start_vm SOCK OUT ARGS...: start_hv serving SOCK (HV_PID, also in PIDS for cleanup: the
+# kill -9 runs of (b) leave VMs behind that quit_hv never reaps).
 start_vm() {
 	local sock=$1 out=$2
 	shift 2
 	rm -f "$sock"
-	"$HV" "$@" --control "$sock" </dev/null >"$out" 2>"$out.err" &
-	VM=$!
-	PIDS+=("$VM")
+	start_hv "$out" "$@" --control "$sock"
+	PIDS+=("$HV_PID")
 	wait_socket "$sock" || fail "no socket $sock: $(cat "$out.err")"
-}
-
-# wait_passes OUT N: until OUT shows N memtouch passes (10 s at most).
-wait_passes() {
-	for _ in $(seq 500); do
-		[ "$(npasses "$1")" -ge "$2" ] && return 0
-		sleep 0.02
-	done
-	return 1
 }
 
 # restores STORE ID: hv restore runs memtouch on for two full passes, without CORRUPT.
@@ -76,21 +50,16 @@ restores() {
 	p=$!
 	PIDS+=("$p")
 	for _ in $(seq 500); do
-		[ "$(npasses "$out")" -ge 2 ] && break
+		[ "$(passes "$out")" -ge 2 ] && break
 		kill -0 "$p" 2>/dev/null || break
 		sleep 0.02
 	done
-	[ "$(npasses "$out")" -ge 2 ] || rc=1
+	[ "$(passes "$out")" -ge 2 ] || rc=1
 	grep -q CORRUPT "$out" && rc=1
 	kill -9 "$p" 2>/dev/null
 	wait "$p" 2>/dev/null
 	[ $rc = 0 ] || echo "   restore $2: $(head -c 300 "$out.err") $(grep CORRUPT "$out" | head -1)"
 	return $rc
-}
-
-quit_vm() {
-	"$HVCTL" "$1" quit >/dev/null 2>&1
-	wait "$VM" 2>/dev/null
 }
 
 pack_files() { find "$1/packs" -type f | wc -l; }
@@ -101,7 +70,7 @@ S=$T/a.sock
 A=$T/chain
 start_vm "$S" "$T/a.out" run --accel "$ACCEL" --memory 64M --name chain \
 	--cmdline "start=4M end=12M passes=0 report=1" "$ELF"
-wait_passes "$T/a.out" 1 || fail "(a) memtouch did not start"
+wait_more "$T/a.out" 0 || fail "(a) memtouch did not start"
 ids=()
 for i in $(seq 0 9); do
 	tag=c$i
@@ -111,9 +80,9 @@ for i in $(seq 0 9); do
 	if [ "$i" -gt 0 ] && ! printf '%s' "$out" | grep -q '"full":false'; then
 		fail "(a) checkpoint $i is not incremental: $out"
 	fi
-	wait_passes "$T/a.out" $(($(npasses "$T/a.out") + 3)) || fail "(a) memtouch stopped"
+	wait_more "$T/a.out" $(($(passes "$T/a.out") + 2)) || fail "(a) memtouch stopped"
 done
-quit_vm "$S"
+quit_hv
 [ "${#ids[@]}" = 10 ] && [ -n "${ids[9]}" ] && ok "(a) 10 checkpoints" || fail "(a) ids: ${ids[*]}"
 n=0
 for id in "${ids[@]}"; do restores "$A" "$id" && n=$((n + 1)); done
@@ -162,7 +131,7 @@ B=$T/crash
 S=$T/b.sock
 start_vm "$S" "$T/b0.out" run --accel "$ACCEL" --memory 64M --name crash \
 	--cmdline "start=4M end=40M passes=0 report=1" "$ELF"
-wait_passes "$T/b0.out" 1 || fail "(b) memtouch did not start"
+wait_more "$T/b0.out" 0 || fail "(b) memtouch did not start"
 last=$("$HVCTL" "$S" checkpoint --store "$B") || fail "(b) first checkpoint"
 committed=("$last")
 killed=0
@@ -170,8 +139,8 @@ for i in $(seq 1 "$LOOPS"); do
 	"$HVCTL" "$S" checkpoint --store "$B" >"$T/cp.out" 2>/dev/null &
 	cp=$!
 	sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.3f", rand() * 1.2 }')"
-	kill -9 "$VM" 2>/dev/null
-	wait "$VM" 2>/dev/null
+	kill -9 "$HV_PID" 2>/dev/null
+	wait "$HV_PID" 2>/dev/null
 	if wait "$cp" && [ -s "$T/cp.out" ]; then
 		last=$(cat "$T/cp.out")
 		committed+=("$last")
@@ -179,9 +148,9 @@ for i in $(seq 1 "$LOOPS"); do
 		killed=$((killed + 1))
 	fi
 	start_vm "$S" "$T/b$i.out" restore --store "$B" "$last"
-	wait_passes "$T/b$i.out" 2 || fail "(b) restart $i from $last: $(cat "$T/b$i.out.err")"
+	wait_more "$T/b$i.out" 1 || fail "(b) restart $i from $last: $(cat "$T/b$i.out.err")"
 done
-quit_vm "$S"
+quit_hv
 grep -q CORRUPT "$T"/b*.out && fail "(b) CORRUPT after a restart: $(grep -h CORRUPT "$T"/b*.out)"
 ok "(b) $LOOPS kills: $killed mid-checkpoint, ${#committed[@]} checkpoints committed"
 out=$("$HVCTL" store "$B" verify)
@@ -216,15 +185,15 @@ C=$T/dmg
 S=$T/c.sock
 start_vm "$S" "$T/c1.out" run --accel "$ACCEL" --memory 64M --name one \
 	--cmdline "start=4M end=8M passes=0 report=1" "$ELF"
-wait_passes "$T/c1.out" 2
+wait_more "$T/c1.out" 1
 id1=$("$HVCTL" "$S" checkpoint --store "$C")
-quit_vm "$S"
+quit_hv
 (cd "$C" && find packs index -type f | sort) >"$T/files1"
 start_vm "$S" "$T/c2.out" run --accel "$ACCEL" --memory 64M --name two \
 	--cmdline "start=8M end=14M passes=0 report=1" "$ELF"
-wait_passes "$T/c2.out" 2
+wait_more "$T/c2.out" 1
 id2=$("$HVCTL" "$S" checkpoint --store "$C")
-quit_vm "$S"
+quit_hv
 (cd "$C" && find packs index -type f | sort) >"$T/files2"
 pack2=$(comm -13 "$T/files1" "$T/files2" | grep '^packs/' | head -1)
 index2=$(comm -13 "$T/files1" "$T/files2" | grep '^index/' | head -1)
