@@ -78,6 +78,32 @@ static void set_range(uint64_t *bm, uint64_t a, uint64_t b)
 		bm[a / 64] |= 1ull << (a % 64);
 }
 
+/* Pages selected in @bm (@words words). */
+static uint64_t count_pages(const uint64_t *bm, uint64_t words)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < words; w++)
+		n += (uint64_t)__builtin_popcountll(bm[w]);
+	return n;
+}
+
+/* Tell @o->progress where the writing stands, unless it was told less than
+ * CKPT_PROGRESS_NS ago (@last: when it was last told); @final always tells. */
+static void progress_note(const struct ckpt_opts *o, uint64_t done, uint64_t total, uint64_t *last,
+                          bool final)
+{
+	uint64_t now;
+
+	if (!o->progress)
+		return;
+	now = now_ns(CLOCK_MONOTONIC);
+	if (!final && now - *last < CKPT_PROGRESS_NS)
+		return;
+	*last = now;
+	o->progress(o->progress_arg, done, total);
+}
+
 static void resume_once(const struct ckpt_opts *o, bool *resumed)
 {
 	if (*resumed)
@@ -157,6 +183,7 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	struct stream_mem mb = {0};
 	struct blob_id *ids = NULL;
 	uint64_t *sel = NULL, *want = NULL;
+	uint64_t pdone = 0, ptotal = 0, plast = 0;
 	uint8_t *buf = NULL;
 	bool resumed = false, harvested = false, live = false, trap;
 	struct hv_error werr = {0};
@@ -229,6 +256,10 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	}
 
 	/* ---- the pages: the VM runs on if live ---- */
+	if (o->progress) {
+		ptotal = count_pages(sel, words); /* after the resume: not the guest's time */
+		plast = now_ns(CLOCK_MONOTONIC);
+	}
 	if (store_put(s, mb.p, mb.len, &m.state, err) < 0)
 		goto out;
 	for (uint64_t c = 0; c < m.nchunks; c++) {
@@ -261,9 +292,13 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 			    first + n - st < CBW_STRETCH ? (unsigned)(first + n - st) : CBW_STRETCH;
 			uint64_t mask = sel[st / 64] & (k == 64 ? ~0ull : (1ull << k) - 1);
 
-			if (mask && put_stretch(vm, s, live, !parent, &cur, st, k, mask, buf, ids,
-			                        first, r, err) < 0)
+			if (!mask)
+				continue;
+			if (put_stretch(vm, s, live, !parent, &cur, st, k, mask, buf, ids, first, r,
+			                err) < 0)
 				goto out;
+			pdone += (uint64_t)__builtin_popcountll(mask);
+			progress_note(o, pdone, ptotal, &plast, false);
 		}
 		if (store_put(s, ids, n * sizeof(*ids), &m.chunks[c], err) < 0)
 			goto out;
@@ -274,6 +309,7 @@ int ckpt_take(struct vm *vm, struct store *s, const struct ckpt_opts *o, struct 
 	}
 	if (store_flush(s, err) < 0)
 		goto out;
+	progress_note(o, ptotal, ptotal, &plast, true);
 
 	m.time_ns = now_ns(CLOCK_REALTIME);
 	if (manifest_make_id(m.id, m.time_ns, err) < 0)

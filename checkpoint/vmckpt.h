@@ -39,7 +39,17 @@ struct ckpt_opts {
 	 * work when the checkpoint is live, else when ckpt_take returns. May be NULL. */
 	void (*resume)(void *arg);
 	void *resume_arg;
+	/* Progress of the page writing, for a bar: called on ckpt_take's thread, at most
+	 * every CKPT_PROGRESS_NS while pages are written and once when all are (@pages_done
+	 * == @pages_total; not if the checkpoint fails first). @pages_total counts the pages
+	 * selected at the pause (all when full, the dirty ones when incremental). Never
+	 * called during the pause-time work, only after the resume (or, not live, while
+	 * the VM stays paused for the writing anyway). May be NULL. */
+	void (*progress)(void *arg, uint64_t pages_done, uint64_t pages_total);
+	void *progress_arg;
 };
+
+#define CKPT_PROGRESS_NS 100000000ull /* 100 ms between two progress calls */
 
 struct ckpt_result {
 	char id[MANIFEST_ID_LEN + 1];

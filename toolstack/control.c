@@ -432,6 +432,19 @@ static void ckpt_resume(void *arg)
 	cr->pause_s = seconds_since(&cr->t0);
 }
 
+/* ckpt_take's progress callback, on the loop thread: client_send flushes at once where
+ * the socket has room, so subscribers see the events while the command still runs. */
+static void ckpt_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct control *ctl = arg;
+	char *line = control_event("CHECKPOINT",
+	                           json_pack("{s:s, s:I, s:I}", "phase", "progress", "pages_done",
+	                                     (json_int_t)done, "pages_total", (json_int_t)total));
+
+	broadcast(ctl, line);
+	free(line);
+}
+
 /*
  * Pause, take the state and arm copy-before-write, resume, write the pages (checkpoint/
  * vmckpt.h). The control thread is busy until the checkpoint is committed, as for save.
@@ -449,7 +462,9 @@ static enum control_class vm_do_checkpoint(void *opaque, const char *path, const
 	                      .tags = &tag,
 	                      .ntags = tag ? 1 : 0,
 	                      .resume = ckpt_resume,
-	                      .resume_arg = &cr};
+	                      .resume_arg = &cr,
+	                      .progress = ckpt_progress,
+	                      .progress_arg = ctl};
 	struct ckpt_result r;
 	char resolved[PATH_MAX];
 	struct store *s = NULL;

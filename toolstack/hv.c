@@ -27,6 +27,7 @@
 #include "checkpoint/vmckpt.h"
 #include "hv/vm.h"
 #include "migrate/savefile.h"
+#include "toolstack/conmux.h"
 #include "toolstack/control.h"
 #include "toolstack/size.h"
 #include "toolstack/vmsig.h"
@@ -62,6 +63,10 @@ static const char usage_run[] =
     "                         most RAM's size) before the kernel is loaded over it\n"
     "  -d, --deterministic    emu only, 1 vCPU: time derives from the instruction count\n"
     "  -S, --control SOCK     serve the control socket SOCK (see hvctl(1))\n"
+    "      --console-socket SOCK\n"
+    "                         also serve the console on the Unix socket SOCK, where\n"
+    "                         clients attach and type (hvctl(1) console); the output\n"
+    "                         still goes to stdout, and stdin is not read\n"
     "  -h, --help             show this help\n"
     "\n"
     "Exit status: the guest's debug-exit byte; 125 if the guest crashed (triple fault,\n"
@@ -117,6 +122,32 @@ static void report_exit(struct vm *vm, const char *name)
 	fprintf(stderr, "hv: %s: %s\n", name, vm->exit_reason[0] ? vm->exit_reason : "crashed");
 }
 
+/*
+ * --console-socket: the guest console goes through a multiplexer (toolstack/conmux.h)
+ * that copies it to stdout and to the socket's clients. Stopped only once the VM is
+ * destroyed (the UART's reader thread reads its pipe); NULL without the option.
+ */
+static struct conmux *console;
+
+/* Start the console: its pipes into @out/@in, else stdout/stdin. 0 or -1 with @err. */
+static int console_start(const char *sock, int *out, int *in, struct hv_error *err)
+{
+	*out = STDOUT_FILENO;
+	*in = STDIN_FILENO;
+	if (!sock)
+		return 0;
+	console = conmux_start(sock, STDOUT_FILENO, out, in, err);
+	return console ? 0 : -1;
+}
+
+/* Pass @rc through, the console stopped (the VM must be destroyed already). */
+static int console_end(int rc)
+{
+	conmux_stop(console);
+	console = NULL;
+	return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -130,11 +161,12 @@ static int cmd_run(int argc, char **argv)
 	    {"control", required_argument, NULL, 'S'},
 	    {"initrd", required_argument, NULL, 'i'},
 	    {"preload", required_argument, NULL, 'P'},
+	    {"console-socket", required_argument, NULL, 'C'},
 	    {0},
 	};
 	struct vm_config cfg = {.ram_size = 128ULL << 20, .nvcpus = 1};
 	const char *name = NULL, *accel_name = "auto", *cmdline = "", *kernel, *control_path = NULL;
-	const char *initrd = NULL, *preload = NULL;
+	const char *initrd = NULL, *preload = NULL, *console_path = NULL;
 	struct control *ctl = NULL;
 	const struct accel_ops *accel;
 	struct hv_error err = {0};
@@ -142,7 +174,7 @@ static int cmd_run(int argc, char **argv)
 	struct x86_state *st;
 	static struct vm vm;
 	unsigned long n;
-	int c, rc;
+	int c, rc, cout, cin;
 
 	opterr = 0;
 	optind = 1;
@@ -186,6 +218,7 @@ static int cmd_run(int argc, char **argv)
 		case 'P': preload = optarg; break;
 		case 'd': cfg.deterministic = true; break;
 		case 'S': control_path = optarg; break;
+		case 'C': console_path = optarg; break;
 		case 'h': fputs(usage_run, stdout); return 0;
 		case ':': return die_usage("run: option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -229,13 +262,15 @@ static int cmd_run(int argc, char **argv)
 	vmsig_block(&sig);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (vm_create(&vm, &cfg, accel, STDOUT_FILENO, STDIN_FILENO, &err) < 0)
-		return die_usage("%s: %s", cfg.name, err.msg);
+	if (console_start(console_path, &cout, &cin, &err) < 0)
+		return die_usage("%s", err.msg);
+	if (vm_create(&vm, &cfg, accel, cout, cin, &err) < 0)
+		return console_end(die_usage("%s: %s", cfg.name, err.msg));
 
 	st = malloc(sizeof(*st));
 	if (!st) {
 		vm_destroy(&vm);
-		return die_usage("%s: out of memory", cfg.name);
+		return console_end(die_usage("%s: out of memory", cfg.name));
 	}
 	if (vm_get_state(&vm, 0, st, NULL) < 0)
 		x86_state_reset(st, 0, 1);
@@ -244,27 +279,28 @@ static int cmd_run(int argc, char **argv)
 	    vm_set_state(&vm, 0, st, &err) < 0) {
 		free(st);
 		vm_destroy(&vm);
-		return die_usage("%s", err.msg);
+		return console_end(die_usage("%s", err.msg));
 	}
 	free(st);
 
 	if (control_path && !(ctl = control_start(&vm, control_path, &err))) {
 		vm_destroy(&vm);
-		return die_usage("%s", err.msg);
+		return console_end(die_usage("%s", err.msg));
 	}
 	vmsig_watch(&sig, &vm, NULL);
 	if (vm_start(&vm, &err) < 0) {
 		control_stop(ctl);
 		vmsig_set_vm(&sig, NULL);
 		vm_destroy(&vm);
-		return die_usage("%s: %s", cfg.name, err.msg);
+		return console_end(die_usage("%s: %s", cfg.name, err.msg));
 	}
 	rc = vm_wait(&vm);
+	conmux_flush(console); /* the guest's last words before hv's in the log */
 	control_stop(ctl);
 	report_exit(&vm, cfg.name);
 	vmsig_set_vm(&sig, NULL);
 	vm_destroy(&vm);
-	return rc;
+	return console_end(rc);
 }
 
 static const char usage_restore[] =
@@ -282,6 +318,8 @@ static const char usage_restore[] =
     "  -r, --report FILE      once memory is fully resident, write timings and page\n"
     "                         counts to FILE as one JSON object\n"
     "  -S, --control SOCK     serve the control socket SOCK (see hvctl(1))\n"
+    "      --console-socket SOCK\n"
+    "                         also serve the console on SOCK (as for 'hv run')\n"
     "  -p, --paused           restore but do not run until resumed (needs --control)\n"
     "  -h, --help             show this help\n"
     "\n"
@@ -358,7 +396,7 @@ static void report_resident(struct restore_report *r, const struct restore_stats
 
 static struct restore_report report = {
     .mu = PTHREAD_MUTEX_INITIALIZER, .first_run_ms = -1, .resident_ms = -1};
-static const char *restore_control_path;
+static const char *restore_control_path, *restore_console_path;
 
 /* The store of a lazy restore: closed once memory is resident, or at the end. */
 static _Atomic(struct store *) lazy_store;
@@ -382,6 +420,8 @@ static void lazy_fatal(void *arg, const char *msg)
 	fprintf(stderr, "hv: %s: %s\n", vm->cfg.name, msg);
 	if (restore_control_path)
 		unlink(restore_control_path);
+	if (restore_console_path)
+		unlink(restore_console_path);
 	_exit(VM_STATUS_CRASH);
 }
 
@@ -430,6 +470,7 @@ static int restore_finish(struct vm *vm, struct vmsig *sig, struct lazy *lz, str
 {
 	char msg[HV_ERROR_MSG] = "";
 
+	conmux_flush(console); /* the vCPUs have stopped (or never ran) */
 	if (lz) {
 		const char *e = lazy_error(lz);
 
@@ -445,7 +486,7 @@ static int restore_finish(struct vm *vm, struct vmsig *sig, struct lazy *lz, str
 		report_exit(vm, vm->cfg.name);
 	vmsig_set_vm(sig, NULL);
 	vm_destroy(vm);
-	return msg[0] && !rc ? VM_STATUS_CRASH : rc;
+	return console_end(msg[0] && !rc ? VM_STATUS_CRASH : rc);
 }
 
 static int cmd_restore(int argc, char **argv)
@@ -458,6 +499,7 @@ static int cmd_restore(int argc, char **argv)
 	    {"store", required_argument, NULL, 's'},
 	    {"lazy", no_argument, NULL, 'l'},
 	    {"report", required_argument, NULL, 'r'},
+	    {"console-socket", required_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -473,7 +515,7 @@ static int cmd_restore(int argc, char **argv)
 	static struct vm vm;
 	const struct lazy_ops ops = {.resident = lazy_resident, .fatal = lazy_fatal, .arg = &vm};
 	char *end;
-	int c, rc;
+	int c, rc, cout, cin;
 
 	clock_gettime(CLOCK_MONOTONIC, &report.t0);
 	opterr = 0;
@@ -484,6 +526,7 @@ static int cmd_restore(int argc, char **argv)
 		case 's': store_dir = optarg; break;
 		case 'l': lazy = true; break;
 		case 'r': report.path = optarg; break;
+		case 'C': restore_console_path = optarg; break;
 		case 'p': paused = true; break;
 		case 'U':
 			errno = 0;
@@ -518,26 +561,26 @@ static int cmd_restore(int argc, char **argv)
 	vmsig_block(&sig);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (console_start(restore_console_path, &cout, &cin, &err) < 0)
+		return die_usage("%s", err.msg);
 	if (store_dir) {
 		if (ckpt_open_store(store_dir, false, &store, &err) < 0)
-			return die_usage("%s", err.msg);
+			return console_end(die_usage("%s", err.msg));
 		if (lazy) {
 			atomic_store(&lazy_store, store);
-			rc = ckpt_restore_lazy(store, file, &vm, STDOUT_FILENO, STDIN_FILENO, &ops,
-			                       &lz, &err);
+			rc = ckpt_restore_lazy(store, file, &vm, cout, cin, &ops, &lz, &err);
 		} else {
-			rc = ckpt_restore_counted(store, file, &vm, STDOUT_FILENO, STDIN_FILENO,
-			                          &report.st, &err);
+			rc = ckpt_restore_counted(store, file, &vm, cout, cin, &report.st, &err);
 			store_close(store); /* every page is in RAM: the store is done with */
 			store = NULL;
 		}
 		if (rc < 0) {
 			atomic_store(&lazy_store, NULL);
 			store_close(store);
-			return die_usage("%s", err.msg);
+			return console_end(die_usage("%s", err.msg));
 		}
-	} else if (savefile_read(&vm, file, STDOUT_FILENO, STDIN_FILENO, &err) < 0) {
-		return die_usage("%s", err.msg);
+	} else if (savefile_read(&vm, file, cout, cin, &err) < 0) {
+		return console_end(die_usage("%s", err.msg));
 	} else {
 		report.st.pages_total = vm.mem.npages; /* pages: the save file does not count */
 	}

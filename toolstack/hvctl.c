@@ -32,15 +32,16 @@
 
 #define EXIT_FAIL  1
 #define EXIT_USAGE 2
-#define CLOSE_WAIT 10000     /* ms to wait for hv to hang up after quit/save */
+#define CLOSE_WAIT 10000 /* ms to wait for hv to hang up after quit/save */
 
 static const char usage[] =
     "usage: hvctl SOCK COMMAND [--json]\n"
     "       hvctl store DIR SUBCOMMAND [OPTIONS]\n"
     "       hvctl [--socket PATH] DOMAIN-COMMAND [ARGS] [--json]\n"
     "         (create FILE, list, info|start|pause|resume|shutdown|destroy|delete NAME,\n"
-    "          save NAME FILE, restore FILE [NAME], checkpoint NAME --store DIR\n"
-    "          [--tag T] [--full], migrate NAME ADDR [hvmigrate send options]:\n"
+    "          console NAME, save NAME FILE, restore FILE [NAME],\n"
+    "          checkpoint NAME|--all --store DIR [--tag T] [--full],\n"
+    "          migrate NAME ADDR [hvmigrate send options]:\n"
     "          domains by name through hvd; see hvctl(1))\n"
     "\n"
     "Control the VM whose `hv run --control SOCK` serves the socket SOCK, or maintain\n"
@@ -185,7 +186,8 @@ static int run(const char *cmd, const char *file, bool keep, bool raw)
 	args = build_args(cmd, file, keep);
 	if ((!strcmp(cmd, "save") || !strcmp(cmd, "checkpoint")) && !args) {
 		ctlconn_close(&c);
-		return fail(EXIT_FAIL, "%s: cannot build the request: %s", sock_path, strerror(errno));
+		return fail(EXIT_FAIL, "%s: cannot build the request: %s", sock_path,
+		            strerror(errno));
 	}
 	msg = ctlconn_call(&c, 1, cmd, args, &e);
 	json_decref(args);
@@ -209,7 +211,8 @@ static int run(const char *cmd, const char *file, bool keep, bool raw)
 		print_save(json_object_get(msg, "return"));
 	else if (!raw && !strcmp(cmd, "checkpoint"))
 		printf("%s\n",
-		       json_string_value(json_object_get(json_object_get(msg, "return"), "id")) ?: "?");
+		       json_string_value(json_object_get(json_object_get(msg, "return"), "id"))
+		           ?: "?");
 	else if (!raw && !strcmp(cmd, "migrate-status"))
 		print_migration(json_object_get(msg, "return"));
 	fflush(stdout);
@@ -230,14 +233,10 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"json", no_argument, NULL, 'j'},
-	    {"keep-running", no_argument, NULL, 'k'},
-	    {"store", required_argument, NULL, 's'},
-	    {"tag", required_argument, NULL, 't'},
-	    {"full", no_argument, NULL, 'f'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {0},
+	    {"json", no_argument, NULL, 'j'},        {"keep-running", no_argument, NULL, 'k'},
+	    {"store", required_argument, NULL, 's'}, {"tag", required_argument, NULL, 't'},
+	    {"full", no_argument, NULL, 'f'},        {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},     {0},
 	};
 	bool raw = false, keep = false;
 	const char *cmd, *file = NULL;

@@ -3,7 +3,8 @@
  * save|restore|checkpoint|migrate`: domains by name, through hvd (docs/hvctl.1.md).
  *
  * One connection per invocation, as for a VM's socket: greeting, one request, the reply
- * with our id (events skipped), printed for a person or raw with --json. hvd answers
+ * with our id (events skipped, except that a checkpoint on a terminal subscribes and
+ * draws its progress events as a bar), printed for a person or raw with --json. hvd answers
  * shutdown, destroy and save only once the VM has stopped, so when hvctl returns the
  * operation is over. Paths are made absolute here: hvd runs in another directory.
  */
@@ -20,8 +21,10 @@
 
 #include <jansson.h>
 
+#include "toolstack/hvctl_console.h"
 #include "toolstack/hvctl_domain.h"
 #include "toolstack/hvdconn.h"
+#include "toolstack/progress.h"
 
 #define EXIT_FAIL  1
 #define EXIT_USAGE 2
@@ -45,9 +48,10 @@ static const struct dcmd dcmds[] = {
     {"destroy", 1, 1, "destroy NAME"},
     {"delete", 1, 1, "delete NAME"},
     {"save", 2, 2, "save NAME FILE"},
-    {"restore", 1, 2, "restore FILE [NAME]"},
+    {"restore", 0, 2, "restore FILE [NAME] | restore --store DIR [ID|latest] [NAME]"},
     {"checkpoint", 1, 1, "checkpoint NAME|--all --store DIR [--tag T] [--full]"},
     {"migrate", 2, 2, "migrate NAME ADDR [hvmigrate send options]"},
+    {"console", 1, 1, "console NAME"},
 };
 #define NDCMDS (sizeof(dcmds) / sizeof(dcmds[0]))
 
@@ -177,9 +181,9 @@ static void print_list(json_t *r)
 
 static void print_info(json_t *r)
 {
-	static const char *const keys[] = {"name",       "uuid",       "state",   "accel",
-	                                   "kernel",     "control",    "console", "save_file",
-	                                   "last_error", "migrate_uri"};
+	static const char *const keys[] = {
+	    "name",    "uuid",           "state",     "accel",      "kernel",     "control",
+	    "console", "console_socket", "save_file", "last_error", "migrate_uri"};
 	char mem[32];
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -213,10 +217,35 @@ static void print_result(const char *cmd, const char *name, const char *file, js
 		       (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20),
 		       json_number_value(json_object_get(r, "seconds")));
 	else if (!strcmp(cmd, "create") || !strcmp(cmd, "restore") || !strcmp(cmd, "start"))
-		printf("%s: %s (pid %lld, uuid %s)\n", str(r, "name"), str(r, "state"),
-		       (long long)json_integer_value(json_object_get(r, "pid")), str(r, "uuid"));
+		printf("%s: %s (pid %lld, uuid %s%s%s)\n", str(r, "name"), str(r, "state"),
+		       (long long)json_integer_value(json_object_get(r, "pid")), str(r, "uuid"),
+		       json_object_get(r, "checkpoint") ? ", from checkpoint " : "",
+		       json_object_get(r, "checkpoint") ? str(r, "checkpoint") : "");
 	else
 		printf("%s: %s\n", str(r, "name"), str(r, "state"));
+}
+
+/* A checkpoint request; on a terminal (without --json) with a progress bar on stderr. */
+static json_t *checkpoint_call(struct ctlconn *c, int id, json_t *args, const char *name, bool raw,
+                               struct hv_error *e)
+{
+	struct progress bar;
+	json_t *r;
+
+	if (raw || !isatty(STDERR_FILENO)) {
+		r = ctlconn_call(c, id, "checkpoint", args, e);
+	} else {
+		progress_init(&bar, stderr);
+		r = progress_call(c, id, "checkpoint", args, name, &bar, e);
+	}
+	/* hvd died (kill -9, a crash): the VM runs on, and the restarted hvd reports this
+	 * checkpoint failed, even if the VM's own part of it went on to commit. */
+	if (!r && (e->code == EPIPE || e->code == ECONNRESET))
+		hv_fail(e, EPIPE,
+		        "%s: hvd closed the connection before the checkpoint of %s ended: failed "
+		        "(the VM runs on; see 'hvctl info %s' once hvd is back)",
+		        c->path, name, name);
+	return r;
 }
 
 /*
@@ -256,7 +285,7 @@ static int checkpoint_all(struct ctlconn *c, const char *store, const char *tag,
 		args = json_pack("{s:s, s:s, s:b}", "name", name, "store", store, "full", full);
 		if (args && tag)
 			json_object_set_new(args, "tag", json_string(tag));
-		r = args ? ctlconn_call(c, id++, "checkpoint", args, &e) : NULL;
+		r = args ? checkpoint_call(c, id++, args, name, raw, &e) : NULL;
 		json_decref(args);
 		if (!r || json_object_get(r, "error")) {
 			const char *why = r ? str(json_object_get(r, "error"), "desc") : e.msg;
@@ -408,13 +437,22 @@ int hvctl_domain_main(int argc, char **argv)
 	}
 	if (npos < dc->min || npos > dc->max)
 		return fail(EXIT_USAGE, "usage: hvctl [--socket PATH] %s", dc->usage);
-	if ((store || tag || full) && strcmp(dc->name, "checkpoint"))
-		return fail(EXIT_USAGE, "--store, --tag and --full only go with checkpoint");
+	if ((tag || full || (store && strcmp(dc->name, "restore"))) &&
+	    strcmp(dc->name, "checkpoint"))
+		return fail(EXIT_USAGE, "--store, --tag and --full only go with checkpoint "
+		                        "(and --store with restore)");
+	if (!strcmp(dc->name, "restore") && !store && npos < 1)
+		return fail(EXIT_USAGE, "usage: hvctl [--socket PATH] %s", dc->usage);
+	if (!strcmp(dc->name, "console")) /* interactive: toolstack/hvctl_console.c */
+		return raw ? fail(EXIT_USAGE, "console: --json does not go with console")
+		           : hvctl_console(hvdconn_default_socket(sock), argv[optind + 1]);
 	if (!strcmp(dc->name, "checkpoint") && (!store || !*store))
 		return fail(EXIT_USAGE, "checkpoint: missing --store DIR");
 	if (tag && (!*tag || strlen(tag) > 255))
 		return fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
-	if (!strcmp(dc->name, "create") || !strcmp(dc->name, "restore"))
+	if (!strcmp(dc->name, "restore") && store)
+		file = NULL, name = npos > 1 ? argv[optind + 2] : NULL;
+	else if (!strcmp(dc->name, "create") || !strcmp(dc->name, "restore"))
 		file = argv[optind + 1], name = npos > 1 ? argv[optind + 2] : NULL;
 	else
 		name = npos ? argv[optind + 1] : NULL, file = npos > 1 ? argv[optind + 2] : NULL;
@@ -431,6 +469,14 @@ int hvctl_domain_main(int argc, char **argv)
 		args = json_pack("{s:s, s:s, s:b}", "name", name, "store", abs_store, "full", full);
 		if (args && tag)
 			json_object_set_new(args, "tag", json_string(tag));
+	} else if (!strcmp(dc->name, "restore") && store) {
+		if (!*store || absolute(store, abs_store, sizeof(abs_store)) < 0)
+			return fail(EXIT_USAGE, "--store %s: path too long", store);
+		args = json_pack("{s:s}", "store", abs_store);
+		if (args && npos > 0)
+			json_object_set_new(args, "id", json_string(argv[optind + 1]));
+		if (args && name)
+			json_object_set_new(args, "name", json_string(name));
 	} else if (dc->max) {
 		args = json_object();
 		if (args && name)
@@ -446,7 +492,10 @@ int hvctl_domain_main(int argc, char **argv)
 		json_decref(args);
 		return fail(EXIT_NOHVD, "%s (is hvd running? see 'hvd status')", e.msg);
 	}
-	msg = ctlconn_call(&c, 1, dc->name, args, &e);
+	if (!strcmp(dc->name, "checkpoint"))
+		msg = checkpoint_call(&c, 1, args, name, raw, &e);
+	else
+		msg = ctlconn_call(&c, 1, dc->name, args, &e);
 	json_decref(args);
 	ctlconn_close(&c);
 	if (!msg)

@@ -20,6 +20,7 @@
 #include <ev.h>
 #include <jansson.h>
 
+#include "checkpoint/manifest.h"
 #include "hv/error.h"
 #include "toolstack/hvd_domain.h"
 #include "toolstack/hvd_proto.h"
@@ -93,10 +94,12 @@ void hvd_autostart(struct hvd *h);
 
 /* hvd_vm.c */
 /*
- * vm_spawn - start @d's hv process (`hv run`, or `hv restore @restore` when not NULL) and
- * connect to it; @op (may be NULL) completes once the VM answers or has failed to start.
+ * vm_spawn - start @d's hv process (`hv run`, or `hv restore ARGS...` when @restore, a
+ * NULL-terminated list of at most 4 arguments such as {FILE} or {"--store", DIR, ID}, is
+ * given) and connect to it; @op (may be NULL) completes once the VM answers or has
+ * failed to start.
  */
-int vm_spawn(struct domain *d, const char *restore, struct hvd_op *op, struct hv_error *err);
+int vm_spawn(struct domain *d, const char *const *restore, struct hvd_op *op, struct hv_error *err);
 /* vm_attach - find @d's VM again after an hvd restart, or reconcile its state. */
 void vm_attach(struct domain *d);
 /* vm_call - a request to @d's VM; @fn(@arg, reply or NULL). -1 if not connected. */
@@ -151,5 +154,12 @@ void hvd_listener_stop(struct hvd *h);
  * released with domcfg_free). -1 with @err naming the file.
  */
 int hvd_savefile_config(const char *path, struct domcfg *out, struct hv_error *err);
+/*
+ * hvd_checkpoint_config - the same for checkpoint @id ("latest": the newest) of the
+ * store at @store; the id it read goes into @out_id. The store is opened shared and
+ * closed again before it returns.
+ */
+int hvd_checkpoint_config(const char *store, const char *id, char out_id[MANIFEST_ID_LEN + 1],
+                          struct domcfg *out, struct hv_error *err);
 
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "toolstack/hvd.h"
+#include "toolstack/hvd_vmconn.h"
 
 struct domain *hvd_find(struct hvd *h, const char *name)
 {
@@ -141,6 +142,21 @@ static void save_cb(void *arg, json_t *reply)
 
 /* ---- checkpoint ---- */
 
+/* The VM's CHECKPOINT progress events while our checkpoint runs, passed on by name. */
+static void ckpt_event(void *arg, json_t *ev)
+{
+	struct hvd_op *op = arg;
+	json_t *data = json_object_get(ev, "data");
+
+	if (strcmp(json_string_value(json_object_get(ev, "event")) ?: "", "CHECKPOINT") ||
+	    strcmp(json_string_value(json_object_get(data, "phase")) ?: "", "progress"))
+		return;
+	hvd_event(op->hvd, "CHECKPOINT",
+	          json_pack("{s:s, s:s, s:O?, s:O?}", "name", op->d->cfg.name, "phase", "progress",
+	                    "pages_done", json_object_get(data, "pages_done"), "pages_total",
+	                    json_object_get(data, "pages_total")));
+}
+
 static void ckpt_cb(void *arg, json_t *reply)
 {
 	struct hvd_op *op = arg;
@@ -169,6 +185,16 @@ static void ckpt_cb(void *arg, json_t *reply)
 	          json_pack("{s:s, s:s, s:O?}", "name", d->cfg.name, "phase", "completed", "id",
 	                    json_object_get(ret, "id")));
 	hvd_op_done(op, CONTROL_OK, ret, NULL);
+}
+
+/* vm_call("checkpoint") that also hears the VM's progress events (ckpt_event). */
+static int ckpt_call(struct domain *d, json_t *args, struct hvd_op *op)
+{
+	if (!d->vc) {
+		json_decref(args);
+		return -1;
+	}
+	return vmconn_call_events(d->vc, "checkpoint", args, ckpt_cb, ckpt_event, op);
 }
 
 /* ---- create, restore: define a domain ---- */
@@ -258,17 +284,31 @@ static void cmd_create(struct hvd *h, struct hvd_op *op, const struct hvd_reques
 	}
 }
 
+/* restore FILE, or restore --store DIR [ID]: a save file or a checkpoint under its name. */
 static void cmd_restore(struct hvd *h, struct hvd_op *op, const struct hvd_request *r)
 {
 	struct hv_error err = {0};
+	char id[MANIFEST_ID_LEN + 1] = "", what[PATH_MAX + 64];
+	const char *args[4] = {r->file};
 	struct domcfg cfg;
 	struct domain *d;
 
-	if (hvd_savefile_config(r->file, &cfg, &err) < 0)
-		return fail_op(op, CONTROL_FAILED, &err);
+	if (r->store) {
+		if (hvd_checkpoint_config(r->store, r->ckpt_id ? r->ckpt_id : "latest", id, &cfg,
+		                          &err) < 0)
+			return fail_op(op, CONTROL_FAILED, &err);
+		args[0] = "--store";
+		args[1] = r->store;
+		args[2] = id;
+		snprintf(what, sizeof(what), "checkpoint %s of %s", id, r->store);
+	} else {
+		if (hvd_savefile_config(r->file, &cfg, &err) < 0)
+			return fail_op(op, CONTROL_FAILED, &err);
+		snprintf(what, sizeof(what), "%s", r->file);
+	}
 	/* hv restore keeps the saved name, which is how a restarted hvd recognises it. */
 	if (r->name && strcmp(r->name, cfg.name)) {
-		hv_fail(&err, EINVAL, "restore: %s holds the VM '%s', not '%s'", r->file, cfg.name,
+		hv_fail(&err, EINVAL, "restore: %s holds the VM '%s', not '%s'", what, cfg.name,
 		        r->name);
 		domcfg_free(&cfg);
 		return fail_op(op, CONTROL_INVALID_ARGUMENT, &err);
@@ -285,7 +325,10 @@ static void cmd_restore(struct hvd *h, struct hvd_op *op, const struct hvd_reque
 			return fail_op(op, CONTROL_FAILED, &err);
 		op->new_domain = true;
 	}
-	if (vm_spawn(d, r->file, op, &err) < 0) {
+	/* Added to the reply (hvd_vm.c): which checkpoint "latest" was. */
+	if (r->store)
+		op->ret = json_pack("{s:s, s:s}", "checkpoint", id, "store", r->store);
+	if (vm_spawn(d, args, op, &err) < 0) {
 		if (op->new_domain)
 			hvd_forget(h, d);
 		return fail_op(op, CONTROL_FAILED, &err);
@@ -395,7 +438,7 @@ static void cmd_vm(struct hvd *h, struct hvd_op *op, const struct hvd_request *r
 		hvd_event(h, "CHECKPOINT",
 		          json_pack("{s:s, s:s, s:s}", "name", d->cfg.name, "phase", "started",
 		                    "store", r->store));
-		if (vm_call(d, "checkpoint", args, ckpt_cb, op) < 0) {
+		if (ckpt_call(d, args, op) < 0) {
 			dom_back_to_vm_state(d, "checkpoint failed");
 			hvd_op_done(op, CONTROL_FAILED, NULL, "the VM's control socket is closed");
 		}

@@ -152,6 +152,12 @@ json_t *dom_info(const struct domain *d)
 	json_object_set_new(o, "autostart", json_boolean(d->cfg.autostart));
 	json_object_set_new(o, "control", d->pid ? json_string(d->control) : json_null());
 	json_object_set_new(o, "console", json_string(d->console));
+	/* The VM's console socket (hvd_vm.c): its control socket's name, ending .console. */
+	if (d->pid && dom_live(d->state) && d->state != DOM_MIGRATING_IN &&
+	    strlen(d->control) > 5 && !strcmp(d->control + strlen(d->control) - 5, ".sock"))
+		json_object_set_new(
+		    o, "console_socket",
+		    json_sprintf("%.*s.console", (int)strlen(d->control) - 5, d->control));
 	json_object_set_new(o, "started",
 	                    d->pid ? json_integer((json_int_t)d->started) : json_null());
 	json_object_set_new(o, "save_file",

@@ -297,14 +297,15 @@ int hvd_listener_start(struct hvd *h, struct hv_error *err)
 {
 	static const char *const tls_opts[4] = {"--tls-cert", "--tls-key", "--tls-ca",
 	                                        "--tls-client-name"};
-	const char *argv[20];
-	char control[PATH_MAX + 16];
+	const char *argv[24];
+	char control[PATH_MAX + 16], console[PATH_MAX + 16];
 	int n = 0, nullfd;
 	pid_t parent = getpid(), pid;
 
 	if (!h->mig_backoff)
 		h->mig_backoff = 1;
 	snprintf(control, sizeof(control), "%s/%%n.sock", h->run_dir);
+	snprintf(console, sizeof(console), "%s/%%n.console", h->run_dir); /* hvctl console */
 	argv[n++] = h->hvmigrate_path;
 	argv[n++] = "recv";
 	argv[n++] = "--listen";
@@ -312,6 +313,8 @@ int hvd_listener_start(struct hvd *h, struct hv_error *err)
 	argv[n++] = "--keep-listening";
 	argv[n++] = "--control";
 	argv[n++] = control;
+	argv[n++] = "--console-socket";
+	argv[n++] = console;
 	argv[n++] = "--hvd";
 	argv[n++] = h->sock_path;
 	for (int i = 0; i < 4; i++)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/manifest.h"
 #include "toolstack/domcfg.h"
 #include "toolstack/hvd_proto.h"
 
@@ -21,7 +22,7 @@
  * are (migrate, migrate-incoming): checked for type here, for range by whoever uses them,
  * and collected in hvd_request.args.
  */
-enum { A_NAME = 1, A_PATH, A_TEXT, A_TAG, A_BOOL, A_MSTR, A_MINT, A_MBOOL, A_MPATH };
+enum { A_NAME = 1, A_PATH, A_TEXT, A_TAG, A_BOOL, A_MSTR, A_MINT, A_MBOOL, A_MPATH, A_CKID };
 
 #define ARGS_MAX 20
 
@@ -52,7 +53,12 @@ static const struct command commands[HVD_NCMDS] = {
     [HVD_DESTROY] = {"destroy", {NAME_REQ}},
     [HVD_DELETE] = {"delete", {NAME_REQ}},
     [HVD_SAVE] = {"save", {NAME_REQ, {"file", A_PATH, true}}},
-    [HVD_RESTORE] = {"restore", {{"file", A_PATH, true}, {"name", A_NAME, false}}},
+    /* A save file, or a checkpoint of a store; one of the two (check()). */
+    [HVD_RESTORE] = {"restore",
+                     {{"file", A_PATH, false},
+                      {"store", A_PATH, false},
+                      {"id", A_CKID, false},
+                      {"name", A_NAME, false}}},
     [HVD_CHECKPOINT] =
         {"checkpoint",
          {NAME_REQ, {"store", A_PATH, true}, {"tag", A_TAG, false}, {"full", A_BOOL, false}}},
@@ -199,6 +205,16 @@ static enum control_class take_arg(const struct command *cmd, const struct arg *
 		}
 		json_object_set(r->args, a->key, v);
 		break;
+	case A_CKID:
+		if (strcmp(s, "latest") &&
+		    (len != MANIFEST_ID_LEN || strspn(s, "0123456789abcdef") != len)) {
+			hv_fail(err, EINVAL,
+			        "%s: 'id' must be a checkpoint id (%d hex digits) or latest",
+			        cmd->name, MANIFEST_ID_LEN);
+			return CONTROL_INVALID_ARGUMENT;
+		}
+		r->ckpt_id = s;
+		break;
 	case A_TAG:
 		/* The manifest's limit, checked before the VM spends time on the pages. */
 		if (!len || len > 255) {
@@ -273,6 +289,15 @@ static enum control_class check(json_t *req, struct hvd_request *r, struct hv_er
 			hv_fail(err, EINVAL, "%s: missing argument '%s'", cmd->name, a->key);
 			return CONTROL_INVALID_ARGUMENT;
 		}
+	if (r->cmd == HVD_RESTORE && !r->file == !r->store) {
+		hv_fail(err, EINVAL, "restore: give 'file' (a save file) or 'store' (and 'id'), %s",
+		        r->file ? "not both" : "one of them");
+		return CONTROL_INVALID_ARGUMENT;
+	}
+	if (r->ckpt_id && !r->store) {
+		hv_fail(err, EINVAL, "restore: 'id' goes with 'store'");
+		return CONTROL_INVALID_ARGUMENT;
+	}
 	return CONTROL_OK;
 }
 

@@ -59,10 +59,11 @@ struct hvd_request {
 	const char *name;   /* a valid domain name (hvd_name_valid) */
 	const char *config; /* create: the config text */
 	size_t config_len;
-	const char *file;  /* create: the config's path; save, restore: the save file */
-	const char *store; /* checkpoint: the store directory */
-	const char *tag;   /* checkpoint: 1 to 255 bytes */
-	bool full;         /* checkpoint */
+	const char *file;    /* create: the config's path; save, restore: the save file */
+	const char *store;   /* checkpoint, restore: the store directory */
+	const char *ckpt_id; /* restore: a checkpoint id, or "latest"; NULL: latest */
+	const char *tag;     /* checkpoint: 1 to 255 bytes */
+	bool full;           /* checkpoint */
 	/* migrate, migrate-incoming: every argument but the name, type-checked, to be handed
 	 * on (owned; an empty object for the other commands) */
 	json_t *args;

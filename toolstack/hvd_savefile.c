@@ -1,18 +1,22 @@
 /*
- * hvd_savefile.c - what VM a save file holds, without loading it.
+ * hvd_savefile.c - what VM a save file or a checkpoint holds, without loading it.
  *
- * `restore FILE` needs the domain's name before any hv process exists (the name picks
- * the domain, its control socket and its log). A save file opens with its VM_CONFIG
- * record (docs/state-format.md), so reading the header and that one record is enough;
- * the record is untrusted and goes through the same checked field reader as a restore.
+ * `restore FILE` and `restore --store DIR ID` need the domain's name before any hv
+ * process exists (the name picks the domain, its control socket and its log). A save
+ * file, like a checkpoint's state blob, opens with its VM_CONFIG record
+ * (docs/state-format.md), so reading the header and that one record is enough; the
+ * record is untrusted and goes through the same checked field reader as a restore.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint/manifest.h"
+#include "checkpoint/store.h"
 #include "hv/state_io.h"
 #include "hv/vm.h"
 #include "migrate/stream.h"
@@ -48,32 +52,25 @@ static int fill(struct domcfg *out, const char *name, const char *accel, uint32_
 	return 0;
 }
 
-int hvd_savefile_config(const char *path, struct domcfg *out, struct hv_error *err)
+/* The VM_CONFIG record that opens the state stream @s (named @what in errors). */
+static int config_from_stream(struct stream *s, const char *what, struct domcfg *out,
+                              struct hv_error *err)
 {
 	char name[VM_NAME_MAX] = "", accel[16] = "", kernel[VM_KERNEL_MAX] = "";
 	char *cmdline = calloc(1, VM_CMDLINE_MAX);
 	uint32_t version = 0, nvcpus = 0;
 	uint8_t determ = 0;
 	uint64_t ram = 0;
-	struct stream s;
 	struct record rec;
 	struct state_io io;
-	int fd, rc = -1;
+	int rc = -1;
 
-	domcfg_init(out);
 	if (!cmdline)
 		return hv_fail(err, ENOMEM, "out of memory");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		free(cmdline);
-		return hv_fail(err, errno, "%s: %s", path, strerror(errno));
-	}
-	if (stream_open_read(&s, fd, path, err) < 0)
-		goto out_fd;
-	if (stream_read(&s, &rec, err) != 1)
+	if (stream_read(s, &rec, err) != 1)
 		goto out;
 	if (rec.type != REC_VM_CONFIG) {
-		hv_fail(err, EINVAL, "%s: no VM_CONFIG record first: not a save file", path);
+		hv_fail(err, EINVAL, "%s: no VM_CONFIG record first: not a VM's state", what);
 		goto out;
 	}
 	if (state_io_load_init(&io, "VM_CONFIG", rec.body, rec.len, err) < 0)
@@ -88,11 +85,75 @@ int hvd_savefile_config(const char *path, struct domcfg *out, struct hv_error *e
 	STATE_STR(&io, "kernel", kernel, sizeof(kernel));
 	if (state_io_result(&io) < 0)
 		goto out;
-	rc = fill(out, name, accel, nvcpus, determ, ram, cmdline, kernel, path, err);
+	rc = fill(out, name, accel, nvcpus, determ, ram, cmdline, kernel, what, err);
 out:
-	stream_close(&s);
-out_fd:
-	close(fd);
 	free(cmdline);
+	return rc;
+}
+
+int hvd_savefile_config(const char *path, struct domcfg *out, struct hv_error *err)
+{
+	struct stream s;
+	int fd, rc = -1;
+
+	domcfg_init(out);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return hv_fail(err, errno, "%s: %s", path, strerror(errno));
+	if (stream_open_read(&s, fd, path, err) == 0) {
+		rc = config_from_stream(&s, path, out, err);
+		stream_close(&s);
+	}
+	close(fd);
+	return rc;
+}
+
+/* The newest checkpoint of @s into @id: ids sort by their time. */
+static int newest(struct store *s, char id[MANIFEST_ID_LEN + 1], struct hv_error *err)
+{
+	char(*ids)[MANIFEST_ID_LEN + 1] = NULL;
+	size_t n = 0;
+
+	if (manifest_list(s, &ids, &n, err) < 0)
+		return -1;
+	if (n)
+		memcpy(id, ids[n - 1], MANIFEST_ID_LEN + 1);
+	free(ids);
+	return n ? 0 : hv_fail(err, ENOENT, "%s: the store holds no checkpoint", store_path(s));
+}
+
+int hvd_checkpoint_config(const char *store, const char *id, char out_id[MANIFEST_ID_LEN + 1],
+                          struct domcfg *out, struct hv_error *err)
+{
+	struct stream_mem mb = {0};
+	struct manifest *m = NULL;
+	struct store *s = NULL;
+	struct stream st;
+	char what[PATH_MAX + 64];
+	int rc = -1;
+
+	domcfg_init(out);
+	if (store_open(store, &s, err) < 0)
+		return -1;
+	if (!strcmp(id, "latest") ? newest(s, out_id, err) < 0
+	                          : snprintf(out_id, MANIFEST_ID_LEN + 1, "%s", id) < 0)
+		goto out;
+	if (manifest_read(s, out_id, &m, err) < 0)
+		goto out;
+	snprintf(what, sizeof(what), "%s: checkpoint %s", store, out_id);
+	if (!(mb.p = malloc(STORE_BLOB_MAX))) {
+		hv_fail(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (store_get(s, &m->state, mb.p, STORE_BLOB_MAX, &mb.len, err) < 0)
+		goto out;
+	if (stream_open_read_io(&st, &stream_mem_io, &mb, what, err) == 0) {
+		rc = config_from_stream(&st, what, out, err);
+		stream_close(&st);
+	}
+out:
+	stream_mem_free(&mb);
+	manifest_free(m);
+	store_close(s);
 	return rc;
 }

@@ -2,10 +2,11 @@
  * hvd_vm.c - the hv process of a domain: spawn it, find it again, watch it end.
  *
  * Each VM is an `hv run --control SOCK` (or `hv restore`) process in a session of its
- * own, with its console going to a log file: nothing ties its life to hvd's, so hvd can
- * crash, stop or restart while its VMs run on. hvd knows a VM through its pid (checked
- * with the process's start time, against pid reuse) and its control socket, over which it
- * asks, orders and hears STATE_CHANGE events.
+ * own, with its console going to a log file and served on a console socket beside the
+ * control socket (RUN_DIR/NAME.console, for `hvctl console NAME`): nothing ties its life
+ * to hvd's, so hvd can crash, stop or restart while its VMs run on. hvd knows a VM
+ * through its pid (checked with the process's start time, against pid reuse) and its
+ * control socket, over which it asks, orders and hears STATE_CHANGE events.
  *
  * A VM's end is seen as its control connection closing, then confirmed by the process
  * going away: reaped through ev_child when this hvd spawned it, polled with kill(pid, 0)
@@ -24,6 +25,21 @@
 #include "toolstack/hvd_vmconn.h"
 
 #define POLL_S 0.1 /* liveness polls of an attached VM whose connection closed */
+
+/*
+ * The console socket of @d's VM into @out (a socket path's size): RUN_DIR/NAME.console,
+ * derived from its control socket RUN_DIR/NAME.sock so that a re-attached hvd names the
+ * same one. -1 when it would not fit a socket path.
+ */
+static int console_path(const struct domain *d, char *out, size_t cap)
+{
+	size_t n = strlen(d->control);
+
+	if (n < 5 || strcmp(d->control + n - 5, ".sock") ||
+	    snprintf(out, cap, "%.*s.console", (int)(n - 5), d->control) >= (int)cap)
+		return -1;
+	return 0;
+}
 
 void dom_changed(struct domain *d, enum dom_state old, const char *why)
 {
@@ -135,8 +151,13 @@ static void vm_gone(struct domain *d, int status)
 		snprintf(why, sizeof(why), "migrated to %s", d->mig_uri);
 		d->last_error[0] = '\0';
 	}
-	if (d->control[0])
+	if (d->control[0]) {
+		char con[sizeof(d->control)];
+
 		unlink(d->control); /* left behind when hv was killed */
+		if (console_path(d, con, sizeof(con)) == 0)
+			unlink(con);
+	}
 	d->pid = 0;
 	d->pid_start = 0;
 	d->save_done = false;
@@ -297,6 +318,8 @@ static void info_cb(void *arg, json_t *reply)
 	if (op && (op->cmd == HVD_CREATE || op->cmd == HVD_START || op->cmd == HVD_RESTORE)) {
 		json_t *sum = dom_summary(d);
 		d->op = NULL;
+		if (sum && op->ret) /* restore --store: the checkpoint it came from */
+			json_object_update(sum, op->ret);
 		hvd_op_done(op, CONTROL_OK, sum, NULL);
 		json_decref(sum);
 	}
@@ -336,10 +359,32 @@ static void connect_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	vm_kill(d, NULL); /* child_cb completes the start as failed */
 }
 
-int vm_spawn(struct domain *d, const char *restore, struct hvd_op *op, struct hv_error *err)
+/* @argv (domcfg_argv's; consumed) with "--console-socket @path" after "run". */
+static char **argv_add_console(char **argv, const char *path, struct hv_error *err)
+{
+	char *opt = strdup("--console-socket"), *val = strdup(path), **v = NULL;
+	size_t n = 0;
+
+	while (argv[n])
+		n++;
+	if (opt && val)
+		v = realloc(argv, (n + 3) * sizeof(*argv));
+	if (!v) {
+		free(opt);
+		free(val);
+		domcfg_argv_free(argv);
+		return hv_fail(err, ENOMEM, "out of memory"), NULL;
+	}
+	memmove(v + 4, v + 2, (n - 1) * sizeof(*v)); /* from the first option, NULL included */
+	v[2] = opt;
+	v[3] = val;
+	return v;
+}
+
+int vm_spawn(struct domain *d, const char *const *restore, struct hvd_op *op, struct hv_error *err)
 {
 	struct hvd *h = d->hvd;
-	char **argv = NULL;
+	char **argv = NULL, con[sizeof(d->control)];
 	int logfd, nullfd;
 	enum dom_state old = d->state;
 	pid_t pid;
@@ -348,27 +393,35 @@ int vm_spawn(struct domain *d, const char *restore, struct hvd_op *op, struct hv
 	    (int)sizeof(d->control))
 		return hv_fail(err, ENAMETOOLONG, "%s/%s.sock: longer than a socket path may be",
 		               h->run_dir, d->cfg.name);
+	if (console_path(d, con, sizeof(con)) < 0)
+		return hv_fail(err, ENAMETOOLONG, "%s/%s.console: longer than a socket path may be",
+		               h->run_dir, d->cfg.name);
 	if (d->cfg.console_log)
 		snprintf(d->console, sizeof(d->console), "%s", d->cfg.console_log);
 	else if (snprintf(d->console, sizeof(d->console), "%s/%s.log", h->dom_dir, d->cfg.name) >=
 	         (int)sizeof(d->console))
 		return hv_fail(err, ENAMETOOLONG, "%s: path too long", h->dom_dir);
 	if (restore) {
-		argv = calloc(6, sizeof(*argv));
-		if (argv) {
-			argv[0] = strdup(h->hv_path);
-			argv[1] = strdup("restore");
-			argv[2] = strdup(restore);
-			argv[3] = strdup("--control");
-			argv[4] = strdup(d->control);
-		}
-		if (!argv || !argv[0] || !argv[1] || !argv[2] || !argv[3] || !argv[4]) {
+		const char *v[10] = {h->hv_path, "restore"};
+		size_t n = 2, i = 0;
+
+		while (*restore && n < 6)
+			v[n++] = *restore++;
+		v[n++] = "--control";
+		v[n++] = d->control;
+		v[n++] = "--console-socket";
+		v[n++] = con;
+
+		argv = calloc(n + 1, sizeof(*argv));
+		for (; argv && i < n && (argv[i] = strdup(v[i])); i++)
+			;
+		if (i < n) {
 			domcfg_argv_free(argv);
 			return hv_fail(err, ENOMEM, "out of memory");
 		}
 	} else {
 		argv = domcfg_argv(&d->cfg, h->hv_path, d->control, err);
-		if (!argv)
+		if (!argv || !(argv = argv_add_console(argv, con, err)))
 			return -1;
 	}
 	logfd = open(d->console, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);

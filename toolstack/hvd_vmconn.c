@@ -22,6 +22,7 @@ struct call {
 	struct call *next;
 	json_int_t id;
 	vmconn_reply_fn fn;
+	vmconn_event_fn evfn; /* or NULL */
 	void *arg;
 };
 
@@ -113,6 +114,9 @@ static void dispatch(struct vmconn *vc, const char *line, size_t len)
 	if (json_object_get(msg, "event")) {
 		if (vc->ops.event && !vc->freed)
 			vc->ops.event(vc->ops.opaque, msg);
+		for (struct call *c = vc->calls; c && !vc->closed && !vc->freed; c = c->next)
+			if (c->evfn)
+				c->evfn(c->arg, msg);
 	} else if (json_is_integer(id) && vc->calls && vc->calls->id == json_integer_value(id)) {
 		struct call *c = vc->calls;
 		vc->calls = c->next;
@@ -214,6 +218,12 @@ struct vmconn *vmconn_open(struct ev_loop *loop, const char *path, const struct 
 
 int vmconn_call(struct vmconn *vc, const char *cmd, json_t *args, vmconn_reply_fn fn, void *arg)
 {
+	return vmconn_call_events(vc, cmd, args, fn, NULL, arg);
+}
+
+int vmconn_call_events(struct vmconn *vc, const char *cmd, json_t *args, vmconn_reply_fn fn,
+                       vmconn_event_fn evfn, void *arg)
+{
 	json_t *req = json_pack("{s:I, s:s}", "id", vc->next_id, "execute", cmd);
 	struct call *c = calloc(1, sizeof(*c));
 	char *text = NULL;
@@ -251,6 +261,7 @@ int vmconn_call(struct vmconn *vc, const char *cmd, json_t *args, vmconn_reply_f
 	free(text);
 	c->id = vc->next_id++;
 	c->fn = fn;
+	c->evfn = evfn;
 	c->arg = arg;
 	*vc->calls_tail = c;
 	vc->calls_tail = &c->next;

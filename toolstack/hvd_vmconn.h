@@ -49,6 +49,18 @@ struct vmconn *vmconn_open(struct ev_loop *loop, const char *path, const struct 
  */
 int vmconn_call(struct vmconn *vc, const char *cmd, json_t *args, vmconn_reply_fn fn, void *arg);
 
+/* An event seen while a call is pending: @ev is the event line, borrowed. */
+typedef void (*vmconn_event_fn)(void *arg, json_t *ev);
+
+/*
+ * vmconn_call_events - vmconn_call, and until the reply comes, every event line also goes
+ * to @evfn(@arg, ev), after ops.event: hv runs one command at a time, so the events it
+ * sends meanwhile (a checkpoint's CHECKPOINT progress) are the command's own news.
+ * @evfn must not free @vc.
+ */
+int vmconn_call_events(struct vmconn *vc, const char *cmd, json_t *args, vmconn_reply_fn fn,
+                       vmconn_event_fn evfn, void *arg);
+
 /*
  * vmconn_free - close and free @vc; pending calls complete with NULL first and `closed`
  * is not called. Safe from inside any of @vc's callbacks, and with NULL.

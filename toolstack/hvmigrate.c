@@ -25,9 +25,11 @@
 #include "migrate/incoming.h"
 #include "migrate/migration.h"
 #include "toolstack/control.h"
+#include "toolstack/conmux.h"
 #include "toolstack/ctlconn.h"
 #include "toolstack/hvdconn.h"
 #include "toolstack/hvmigrate_hvd.h"
+#include "toolstack/progress.h"
 #include "toolstack/size.h"
 #include "toolstack/vmsig.h"
 
@@ -97,6 +99,8 @@ static const char usage_recv[] =
     "                         --keep-listening, %n in SOCK becomes the VM's name and %i\n"
     "                         the migration's number (default suffix: .%i)\n"
     "  --console FILE         guest console to FILE instead of stdout\n"
+    "  --console-socket SOCK  also serve the console on SOCK once the VM runs (hvctl(1)\n"
+    "                         console; %n and %i as for --control); stdin is not read\n"
     "  --keep-listening       accept one migration after another, each VM in its own\n"
     "                         process\n"
     "  --paused               keep the VM paused after the switchover (needs --control;\n"
@@ -163,27 +167,17 @@ static double mib(json_t *o, const char *k)
 	return (double)json_integer_value(json_object_get(o, k)) / (1 << 20);
 }
 
-/* A progress line on a tty: the bar never goes backwards. */
-static void show_progress(json_t *d, double *best)
+/* A progress line on a tty (toolstack/progress.h). */
+static void show_progress(json_t *d, struct progress *bar)
 {
 	double ram = mib(d, "ram_bytes"), rem = mib(d, "remaining_bytes");
-	double frac = ram > 0 ? 1 - rem / ram : 0;
-	char bar[31];
-	int n;
 
-	if (frac < *best)
-		frac = *best;
-	*best = frac;
-	n = (int)(frac * 30);
-	memset(bar, '=', (size_t)n);
-	memset(bar + n, ' ', (size_t)(30 - n));
-	bar[30] = '\0';
-	fprintf(stderr,
-	        "\r[%s] %-10s round %-3lld remaining %8.1f MiB  %7.1f MB/s  est. downtime %lld ms ",
-	        bar, json_string_value(json_object_get(d, "phase")) ?: "?",
-	        (long long)json_integer_value(json_object_get(d, "round")), rem,
-	        (double)json_integer_value(json_object_get(d, "bandwidth")) / 1e6,
-	        (long long)json_integer_value(json_object_get(d, "est_downtime_ms")));
+	progress_draw(bar, ram > 0 ? 1 - rem / ram : 0,
+	              "%-10s round %-3lld remaining %8.1f MiB  %7.1f MB/s  est. downtime %lld ms ",
+	              json_string_value(json_object_get(d, "phase")) ?: "?",
+	              (long long)json_integer_value(json_object_get(d, "round")), rem,
+	              (double)json_integer_value(json_object_get(d, "bandwidth")) / 1e6,
+	              (long long)json_integer_value(json_object_get(d, "est_downtime_ms")));
 }
 
 static void print_summary(json_t *d)
@@ -252,9 +246,10 @@ static void await_migrated(struct ctlconn *c, const char *name)
 /* Follow the MIGRATION events (of the domain @name when through hvd, else NULL). */
 static int watch(struct ctlconn *c, bool json, bool tty, const char *name)
 {
-	double best = 0;
+	struct progress bar;
 	bool cancelled = false;
 
+	progress_init(&bar, stderr);
 	for (;;) {
 		char *line;
 		json_t *msg, *d;
@@ -320,7 +315,7 @@ static int watch(struct ctlconn *c, bool json, bool tty, const char *name)
 			putchar('\n');
 			fflush(stdout);
 		} else if (tty) {
-			show_progress(d, &best);
+			show_progress(d, &bar);
 		}
 		json_decref(msg);
 	}
@@ -475,7 +470,7 @@ static int cmd_send(int argc, char **argv)
 /* ---- recv ---- */
 
 struct recv_opts {
-	const char *listen, *control, *console, *hvd;
+	const char *listen, *control, *console, *console_sock, *hvd;
 	struct chan_tls_config tls;
 	bool keep, json, paused;
 	int accept_ms;
@@ -557,8 +552,9 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	struct incoming_stats st;
 	struct hv_error err = {0};
 	struct control *ctl = NULL;
+	struct conmux *cm = NULL;
 	static struct vmsig sig; /* the watching thread outlives this frame */
-	int out = STDOUT_FILENO, rc, sigl;
+	int out = STDOUT_FILENO, rc, sigl, cout, cin;
 	uint64_t t0 = now_ns();
 	char path[256];
 
@@ -568,9 +564,14 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 			return fail(EXIT_FAIL, "%s: %s", o->console, strerror(errno));
 	}
 	if (o->hvd)
-		hvm_admit_setup(o->hvd, out);
+		hvm_admit_setup(o->hvd, out); /* dup2s the domain's log over out: conmux's too */
 	vmsig_block(&sig);
 	vmsig_watch(&sig, NULL, on_early_signal);
+	cout = out;
+	cin = o->console ? -1 : STDIN_FILENO;
+	/* Its socket comes once the VM runs here, under the VM's name (%n). */
+	if (o->console_sock && !(cm = conmux_start(NULL, out, &cout, &cin, &err)))
+		return fail(EXIT_FAIL, "%s", err.msg);
 	/*
 	 * A connection that fails before it has described a VM (a port scanner, a client
 	 * with the wrong certificate, plaintext against TLS, one that says nothing) is
@@ -584,8 +585,7 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 			if (left < 0)
 				left = 0;
 		}
-		rc = incoming_run(l, tls, left, o->paused, &vm, out, o->console ? -1 : STDIN_FILENO,
-		                  &st, &err);
+		rc = incoming_run(l, tls, left, o->paused, &vm, cout, cin, &st, &err);
 		if (rc == 0 || st.vm_created || accepted_fd >= 0 || vmsig_pending(&sig))
 			break;
 		/* The wait itself ended (its time is up, or it was aborted). */
@@ -602,6 +602,8 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 		}
 		close(accepted_fd);
 	}
+	if (rc < 0) /* no VM: the UART is gone */
+		conmux_stop(cm);
 	if (rc < 0 && vmsig_pending(&sig))
 		return fail(128 + vmsig_pending(&sig), "interrupted by SIG%s; no VM was received",
 		            sigabbrev_np(vmsig_pending(&sig)) ?: "?");
@@ -617,6 +619,13 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	if (sigl)
 		vm_shutdown(&vm, VM_EXIT_REQUESTED, 128 + sigl, "stopped by SIG%s",
 		            sigabbrev_np(sigl) ?: "?");
+	/* Before the control socket: once that answers (hvd waits for it), this one is there. */
+	if (cm) {
+		control_path(path, sizeof(path), o->console_sock, vm.cfg.name, seq, o->keep);
+		if (conmux_listen(cm, path, &err) < 0)
+			fprintf(stderr, "hvmigrate: %s (the VM runs without a console socket)\n",
+			        err.msg);
+	}
 	if (o->control) {
 		control_path(path, sizeof(path), o->control, vm.cfg.name, seq, o->keep);
 		if (!(ctl = control_start(&vm, path, &err)))
@@ -624,12 +633,14 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 			        err.msg);
 	}
 	rc = vm_wait(&vm);
+	conmux_flush(cm); /* the guest's last words before ours in the log */
 	control_stop(ctl);
 	if (vm.exit_kind != VM_EXIT_GUEST)
 		fprintf(stderr, "hvmigrate: %s: %s\n", vm.cfg.name,
 		        vm.exit_reason[0] ? vm.exit_reason : "crashed");
 	vmsig_set_vm(&sig, NULL); /* no signal may shut it down once destroyed */
 	vm_destroy(&vm);
+	conmux_stop(cm); /* after the UART, whose reader thread reads its pipe */
 	return rc;
 }
 
@@ -677,6 +688,7 @@ static int cmd_recv(int argc, char **argv)
 	                                     {"tls-ca", required_argument, NULL, 'a'},
 	                                     {"control", required_argument, NULL, 'S'},
 	                                     {"console", required_argument, NULL, 'C'},
+	                                     {"console-socket", required_argument, NULL, 'U'},
 	                                     {"keep-listening", no_argument, NULL, 'K'},
 	                                     {"timeout", required_argument, NULL, 't'},
 	                                     {"paused", no_argument, NULL, 'p'},
@@ -704,6 +716,7 @@ static int cmd_recv(int argc, char **argv)
 		case 'S': o.control = optarg; break;
 		case 'D': o.hvd = optarg; break;
 		case 'C': o.console = optarg; break;
+		case 'U': o.console_sock = optarg; break;
 		case 'K': o.keep = true; break;
 		case 'p': o.paused = true; break;
 		case 't':
