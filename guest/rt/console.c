@@ -1,23 +1,20 @@
 /*
  * console.c - serial console and printf for guests.
  *
- * A polled 8250 at 0x3f8: wait for THRE (LSR bit 5) before each byte, then write THR;
- * a byte has arrived when DR (LSR bit 0) is set, and reading RBR takes it. printf formats
- * straight to the UART, one character at a time, with no buffer, so it is safe from
- * exception handlers.
+ * A polled 8250 at 0x3f8: wait for THRE (LSR bit 5) before each byte, then write THR.
+ * printf formats straight to the UART, one character at a time, with no buffer, so it is
+ * safe from exception handlers.
  */
 #include "rt.h"
 #include "x86.h"
 
 #define COM1     0x3f8
 #define UART_THR 0
-#define UART_RBR 0
 #define UART_IER 1
 #define UART_FCR 2
 #define UART_LCR 3
 #define UART_MCR 4
 #define UART_LSR 5
-#define LSR_DR   0x01
 #define LSR_THRE 0x20
 
 void rt_console_init(void)
@@ -37,13 +34,6 @@ void rt_putc(char c)
 	for (int i = 0; i < 1000000 && !(inb(COM1 + UART_LSR) & LSR_THRE); i++)
 		pause();
 	outb(COM1 + UART_THR, (uint8_t)c);
-}
-
-int rt_getc(void)
-{
-	if (!(inb(COM1 + UART_LSR) & LSR_DR))
-		return -1;
-	return inb(COM1 + UART_RBR);
 }
 
 void rt_puts(const char *s)

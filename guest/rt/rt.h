@@ -29,9 +29,6 @@ int main(void);
  * a width, and the length modifiers hh h l ll z. */
 void rt_putc(char c);
 void rt_puts(const char *s);
-/* The next received byte (0..255), or -1 when none has arrived; never waits. An absent
- * UART reads LSR 0xff, so check for one (as hv and QEMU provide) before trusting this. */
-int rt_getc(void);
 int rt_printf(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
 int rt_vprintf(const char *fmt, va_list ap);
 #define printf rt_printf
