@@ -353,11 +353,15 @@ fail:
 }
 
 /*
- * How long a silent TCP peer may stay unheard before the connection fails: keepalive
- * probes after DEAD_PEER_S / 2 of silence, then 3 more a sixth apart. Without them a
- * receiver whose source host vanished (power, a cut link) would wait on a read for
- * ever, and hvd would list its domain migrating-in all that while. A live peer's
- * kernel answers probes, so a stalled but healthy migration is never cut by this.
+ * How long a silent TCP peer may stay unheard before the connection fails. An idle side
+ * (a receiver waiting on a read) learns it from keepalive probes: after DEAD_PEER_S / 2
+ * of silence, then 3 more a sixth apart. A side with data in flight (a sender, whose
+ * probes the kernel holds back while anything is unacknowledged) learns it from
+ * TCP_USER_TIMEOUT: DEAD_PEER_S without an acknowledgement. Without them a receiver
+ * whose source host vanished (power, a cut link) would wait on a read for ever, and a
+ * source VM paused for its switchover would stay paused for TCP's 15 minutes of
+ * retransmissions. A live peer's kernel answers probes and acknowledges (zero-window
+ * probes too, since Linux 5.11), so a stalled but healthy migration is never cut.
  * HV_MIGRATE_DEAD_PEER_S overrides the 30 s (tests).
  */
 #define DEAD_PEER_S 30
@@ -366,6 +370,7 @@ static void tcp_tune(int fd)
 {
 	const char *env = getenv("HV_MIGRATE_DEAD_PEER_S");
 	int one = 1, dead = DEAD_PEER_S, idle, intvl, cnt = 3;
+	unsigned user_ms;
 
 	/* Small records (headers, control) must not wait for Nagle's timer. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -377,6 +382,8 @@ static void tcp_tune(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	user_ms = (unsigned)dead * 1000;
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof(user_ms));
 }
 
 static int connect_one(struct chan *c, const struct sockaddr *sa, socklen_t len, int64_t dl)

@@ -68,6 +68,7 @@ struct conmux {
 
 	/* The thread's own. */
 	bool out_eof, log_broken;
+	int64_t accept_again_ms; /* after a failed accept (no fds): not before then */
 	struct client cl[CONMUX_MAX_CLIENTS];
 	uint8_t hist[CONMUX_HISTORY];
 	size_t hist_pos, hist_len; /* ring: the next byte goes to hist_pos */
@@ -257,6 +258,14 @@ static void client_read(struct conmux *cm, struct client *c)
 	}
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static void client_accept(struct conmux *cm, int lfd)
 {
 	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -264,6 +273,10 @@ static void client_accept(struct conmux *cm, int lfd)
 	size_t start;
 	int k;
 
+	/* Out of fds or memory, the connection stays queued and the socket readable: wait
+	 * 100 ms before the next try, not spin on it. */
+	if (fd < 0 && errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		cm->accept_again_ms = mono_ms() + 100;
 	if (fd < 0)
 		return;
 	for (int i = 0; i < CONMUX_MAX_CLIENTS; i++) {
@@ -335,7 +348,7 @@ static void *conmux_thread(void *arg)
 	int slot[4 + CONMUX_MAX_CLIENTS];
 
 	for (;;) {
-		int lfd, n = 0, lidx = -1, inidx = -1;
+		int lfd, n = 0, lidx = -1, inidx = -1, wait_ms;
 		uint64_t want;
 		bool stop;
 		char junk[64];
@@ -357,7 +370,10 @@ static void *conmux_thread(void *arg)
 
 		p[n++] = (struct pollfd){.fd = cm->wake[0], .events = POLLIN};
 		p[n++] = (struct pollfd){.fd = cm->out_eof ? -1 : cm->out_r, .events = POLLIN};
-		if (lfd >= 0) {
+		wait_ms = -1;
+		if (lfd >= 0 && mono_ms() < cm->accept_again_ms)
+			wait_ms = (int)(cm->accept_again_ms - mono_ms() + 1);
+		else if (lfd >= 0) {
 			lidx = n;
 			p[n++] = (struct pollfd){.fd = lfd, .events = POLLIN};
 		}
@@ -380,7 +396,7 @@ static void *conmux_thread(void *arg)
 			slot[n] = i;
 			p[n++] = (struct pollfd){.fd = c->fd, .events = ev};
 		}
-		if (poll(p, (nfds_t)n, -1) < 0) {
+		if (poll(p, (nfds_t)n, wait_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;

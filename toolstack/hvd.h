@@ -155,11 +155,13 @@ void hvd_listener_stop(struct hvd *h);
  */
 int hvd_savefile_config(const char *path, struct domcfg *out, struct hv_error *err);
 /*
- * hvd_checkpoint_config - the same for checkpoint @id ("latest": the newest) of the
- * store at @store; the id it read goes into @out_id. The store is opened shared and
- * closed again before it returns.
+ * hvd_checkpoint_config - the same for checkpoint @id of the store at @store; "latest"
+ * is the newest of the VM @vm, or with @vm NULL the newest of a store that holds one
+ * VM's checkpoints only. The id it read goes into @out_id. The store is opened shared
+ * and closed again before it returns.
  */
-int hvd_checkpoint_config(const char *store, const char *id, char out_id[MANIFEST_ID_LEN + 1],
-                          struct domcfg *out, struct hv_error *err);
+int hvd_checkpoint_config(const char *store, const char *id, const char *vm,
+                          char out_id[MANIFEST_ID_LEN + 1], struct domcfg *out,
+                          struct hv_error *err);
 
 #endif

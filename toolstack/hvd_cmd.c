@@ -142,16 +142,20 @@ static void save_cb(void *arg, json_t *reply)
 
 /* ---- checkpoint ---- */
 
-/* The VM's CHECKPOINT progress events while our checkpoint runs, passed on by name. */
-static void ckpt_event(void *arg, json_t *ev)
+/*
+ * The VM's CHECKPOINT or SAVE progress events while our checkpoint or save runs, passed on
+ * by name (the event of the command that runs: the VM serves one at a time).
+ */
+static void progress_event(void *arg, json_t *ev)
 {
 	struct hvd_op *op = arg;
 	json_t *data = json_object_get(ev, "data");
+	const char *name = json_string_value(json_object_get(ev, "event")) ?: "";
 
-	if (strcmp(json_string_value(json_object_get(ev, "event")) ?: "", "CHECKPOINT") ||
+	if ((strcmp(name, "CHECKPOINT") && strcmp(name, "SAVE")) ||
 	    strcmp(json_string_value(json_object_get(data, "phase")) ?: "", "progress"))
 		return;
-	hvd_event(op->hvd, "CHECKPOINT",
+	hvd_event(op->hvd, name,
 	          json_pack("{s:s, s:s, s:O?, s:O?}", "name", op->d->cfg.name, "phase", "progress",
 	                    "pages_done", json_object_get(data, "pages_done"), "pages_total",
 	                    json_object_get(data, "pages_total")));
@@ -187,14 +191,15 @@ static void ckpt_cb(void *arg, json_t *reply)
 	hvd_op_done(op, CONTROL_OK, ret, NULL);
 }
 
-/* vm_call("checkpoint") that also hears the VM's progress events (ckpt_event). */
-static int ckpt_call(struct domain *d, json_t *args, struct hvd_op *op)
+/* vm_call(@cmd) that also hears the VM's progress events (progress_event). */
+static int progress_call(struct domain *d, const char *cmd, json_t *args, vmconn_reply_fn fn,
+                         struct hvd_op *op)
 {
 	if (!d->vc) {
 		json_decref(args);
 		return -1;
 	}
-	return vmconn_call_events(d->vc, "checkpoint", args, ckpt_cb, ckpt_event, op);
+	return vmconn_call_events(d->vc, cmd, args, fn, progress_event, op);
 }
 
 /* ---- create, restore: define a domain ---- */
@@ -294,8 +299,8 @@ static void cmd_restore(struct hvd *h, struct hvd_op *op, const struct hvd_reque
 	struct domain *d;
 
 	if (r->store) {
-		if (hvd_checkpoint_config(r->store, r->ckpt_id ? r->ckpt_id : "latest", id, &cfg,
-		                          &err) < 0)
+		if (hvd_checkpoint_config(r->store, r->ckpt_id ? r->ckpt_id : "latest", r->name, id,
+		                          &cfg, &err) < 0)
 			return fail_op(op, CONTROL_FAILED, &err);
 		args[0] = "--store";
 		args[1] = r->store;
@@ -308,7 +313,7 @@ static void cmd_restore(struct hvd *h, struct hvd_op *op, const struct hvd_reque
 	}
 	/* hv restore keeps the saved name, which is how a restarted hvd recognises it. */
 	if (r->name && strcmp(r->name, cfg.name)) {
-		hv_fail(&err, EINVAL, "restore: %s holds the VM '%s', not '%s'", what, cfg.name,
+		hv_fail(&err, EINVAL, "%s holds the VM '%s', not '%s'", what, cfg.name,
 		        r->name);
 		domcfg_free(&cfg);
 		return fail_op(op, CONTROL_INVALID_ARGUMENT, &err);
@@ -422,7 +427,7 @@ static void cmd_vm(struct hvd *h, struct hvd_op *op, const struct hvd_request *r
 		d->op = op;
 		dom_set_state(d, DOM_SAVING);
 		dom_changed(d, old, "save");
-		if (vm_call(d, "save", args, save_cb, op) < 0) {
+		if (progress_call(d, "save", args, save_cb, op) < 0) {
 			d->op = NULL;
 			dom_back_to_vm_state(d, "save failed");
 			hvd_op_done(op, CONTROL_FAILED, NULL, "the VM's control socket is closed");
@@ -438,7 +443,7 @@ static void cmd_vm(struct hvd *h, struct hvd_op *op, const struct hvd_request *r
 		hvd_event(h, "CHECKPOINT",
 		          json_pack("{s:s, s:s, s:s}", "name", d->cfg.name, "phase", "started",
 		                    "store", r->store));
-		if (ckpt_call(d, args, op) < 0) {
+		if (progress_call(d, "checkpoint", args, ckpt_cb, op) < 0) {
 			dom_back_to_vm_state(d, "checkpoint failed");
 			hvd_op_done(op, CONTROL_FAILED, NULL, "the VM's control socket is closed");
 		}

@@ -86,6 +86,7 @@ struct domain {
 	ev_child child_w;
 	ev_timer timer_w;  /* connect retries while starting; liveness polls after EOF */
 	double deadline;   /* ev_now() by which the control socket must answer */
+	double start_s;    /* ... that is, how long it was given */
 	struct hvd_op *op; /* the request waiting for this domain's start or end */
 };
 

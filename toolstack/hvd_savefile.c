@@ -108,22 +108,58 @@ int hvd_savefile_config(const char *path, struct domcfg *out, struct hv_error *e
 	return rc;
 }
 
-/* The newest checkpoint of @s into @id: ids sort by their time. */
-static int newest(struct store *s, char id[MANIFEST_ID_LEN + 1], struct hv_error *err)
+/*
+ * The newest checkpoint of @s of the VM @vm into @id, by the manifests' times (ids sort
+ * by the second only). With no @vm the store must hold one VM's checkpoints: in a store
+ * that `checkpoint --all` shares, "the newest" alone could roll back another domain than
+ * the one meant.
+ */
+static int newest(struct store *s, const char *vm, char id[MANIFEST_ID_LEN + 1],
+                  struct hv_error *err)
 {
-	char(*ids)[MANIFEST_ID_LEN + 1] = NULL;
+	char(*ids)[MANIFEST_ID_LEN + 1] = NULL, who[MANIFEST_NAME_MAX + 1] = "";
+	uint64_t best = 0;
 	size_t n = 0;
+	int rc = -1;
 
 	if (manifest_list(s, &ids, &n, err) < 0)
 		return -1;
-	if (n)
-		memcpy(id, ids[n - 1], MANIFEST_ID_LEN + 1);
+	id[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		struct manifest *m;
+
+		if (manifest_read(s, ids[i], &m, err) < 0)
+			goto out;
+		if (!vm && who[0] && strcmp(m->vm, who)) {
+			hv_fail(
+			    err, EINVAL,
+			    "%s holds checkpoints of several VMs (%s and %s at least): name the "
+			    "domain",
+			    store_path(s), who, m->vm);
+			manifest_free(m);
+			goto out;
+		}
+		if ((!vm || !strcmp(m->vm, vm)) && (!id[0] || m->time_ns >= best)) {
+			memcpy(id, m->id, MANIFEST_ID_LEN + 1);
+			best = m->time_ns;
+		}
+		snprintf(who, sizeof(who), "%s", m->vm);
+		manifest_free(m);
+	}
+	if (!id[0]) {
+		hv_fail(err, ENOENT, "%s: the store holds no checkpoint%s%s", store_path(s),
+		        vm ? " of " : "", vm ? vm : "");
+		goto out;
+	}
+	rc = 0;
+out:
 	free(ids);
-	return n ? 0 : hv_fail(err, ENOENT, "%s: the store holds no checkpoint", store_path(s));
+	return rc;
 }
 
-int hvd_checkpoint_config(const char *store, const char *id, char out_id[MANIFEST_ID_LEN + 1],
-                          struct domcfg *out, struct hv_error *err)
+int hvd_checkpoint_config(const char *store, const char *id, const char *vm,
+                          char out_id[MANIFEST_ID_LEN + 1], struct domcfg *out,
+                          struct hv_error *err)
 {
 	struct stream_mem mb = {0};
 	struct manifest *m = NULL;
@@ -135,7 +171,7 @@ int hvd_checkpoint_config(const char *store, const char *id, char out_id[MANIFES
 	domcfg_init(out);
 	if (store_open(store, &s, err) < 0)
 		return -1;
-	if (!strcmp(id, "latest") ? newest(s, out_id, err) < 0
+	if (!strcmp(id, "latest") ? newest(s, vm, out_id, err) < 0
 	                          : snprintf(out_id, MANIFEST_ID_LEN + 1, "%s", id) < 0)
 		goto out;
 	if (manifest_read(s, out_id, &m, err) < 0)

@@ -355,7 +355,7 @@ static void connect_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	ev_timer_stop(loop, w);
 	snprintf(d->last_error, sizeof(d->last_error),
-	         "the VM's control socket did not answer within %.0f s", HVD_START_TIMEOUT);
+	         "the VM's control socket did not answer within %.0f s", d->start_s);
 	vm_kill(d, NULL); /* child_cb completes the start as failed */
 }
 
@@ -470,7 +470,9 @@ int vm_spawn(struct domain *d, const char *const *restore, struct hvd_op *op, st
 	ev_child_init(&d->child_w, child_cb, pid, 0);
 	d->child_w.data = d;
 	ev_child_start(h->loop, &d->child_w);
-	d->deadline = ev_now(h->loop) + HVD_START_TIMEOUT;
+	/* A restore loads every page before hv answers: 64 MiB/s at the least, then. */
+	d->start_s = HVD_START_TIMEOUT + (restore ? (double)(d->cfg.memory >> 20) / 64 : 0);
+	d->deadline = ev_now(h->loop) + d->start_s;
 	ev_timer_init(&d->timer_w, connect_cb, 0.02, 0.05);
 	d->timer_w.data = d;
 	ev_timer_start(h->loop, &d->timer_w);

@@ -172,6 +172,18 @@ out=$("$HVCTL" restore --store "$T/store" "$ck" vm1 2>&1)
 expect "restore --store ID NAME" "^vm1: running .*checkpoint $ck" "$out"
 moving vm1 && ok "vm1 restored from the store counts on" || fail "vm1 from the store does not count"
 grep -q CORRUPT "$(log vm1)" && fail "memtouch found corruption" || ok "no corruption"
+# A store that two domains share (checkpoint --all): "latest" is per domain.
+mkcfg vm5
+"$HVCTL" create "$T/vm5.cfg" >/dev/null || fail "create vm5"
+"$HVCTL" checkpoint vm1 --store "$T/shared" >/dev/null || fail "checkpoint vm1 (shared)"
+"$HVCTL" checkpoint vm5 --store "$T/shared" >/dev/null || fail "checkpoint vm5 (shared)"
+"$HVCTL" destroy vm1 >/dev/null || fail "destroy vm1"
+out=$("$HVCTL" restore --store "$T/shared" 2>&1)
+expect "shared store: restore without a name refused" 'several VMs \((vm1 and vm5|vm5 and vm1) at least\): name the domain' "$out"
+out=$("$HVCTL" restore --store "$T/shared" latest vm1 2>&1)
+expect "shared store: latest of vm1" '^vm1: running .*from checkpoint' "$out"
+moving vm1 && ok "vm1 from the shared store counts on" || fail "vm1 from the shared store does not count"
+"$HVCTL" destroy vm5 >/dev/null && "$HVCTL" delete vm5 >/dev/null || fail "destroy, delete vm5"
 
 # ---- events ----
 mkcfg vm2

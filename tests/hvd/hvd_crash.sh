@@ -64,7 +64,11 @@ start_hvd() {
 }
 
 LOG=$ST/domains/ck.log
-last_pass() { grep '^memtouch pass' "$1" 2>/dev/null | tail -n 1 | awk '{print $3}'; }
+# The last complete pass line: the newest may still be arriving (console output reaches
+# the log through hv's console thread, a few bytes at a time), so take the one before it.
+last_pass() {
+	grep -a '^memtouch pass [0-9]*$' "$1" 2>/dev/null | tail -n 2 | head -n 1 | awk '{print $3}'
+}
 # counts FILE N: memtouch in FILE gets N passes further within 60 s.
 counts() {
 	local a b
@@ -205,10 +209,10 @@ for cid in $(printf '%s\n' "$ids" | tail -n 2); do
 	rp=$!
 	PIDS="$PIDS $rp"
 	for _ in $(seq 600); do
-		[ "$(grep -c '^memtouch pass' "$out")" -ge 2 ] && break
+		[ "$(grep -c '^memtouch pass [0-9]*$' "$out")" -ge 2 ] && break
 		sleep 0.1
 	done
-	if [ "$(grep -c '^memtouch pass' "$out")" -lt 2 ]; then
+	if [ "$(grep -c '^memtouch pass [0-9]*$' "$out")" -lt 2 ]; then
 		fail "restore $cid: memtouch does not count: $(tail -n 3 "$out")"
 	elif grep -q CORRUPT "$out"; then
 		fail "restore $cid: $(grep -m1 CORRUPT "$out")"

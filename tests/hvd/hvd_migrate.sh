@@ -295,8 +295,10 @@ if [ -n "$NS_A" ]; then
 	sb=$(state_of hb vm5)
 	[ -z "$sb" ] && ok "cut link: B forgets vm5 (keepalive found the dead peer)" ||
 		fail "cut link: B still lists vm5 as $sb"
+	# The link stays down: A, with pages in flight, must give up by itself (user timeout).
+	for _ in $(seq 400); do alive "$sp" || break; sleep 0.05; done
+	alive "$sp" && fail "cut link: A's send still waits 20 s on"
 	ip -n hvdmig-a link set hvdmig-va up
-	for _ in $(seq 600); do alive "$sp" || break; sleep 0.05; done
 	wait "$sp"
 	rc=$?
 	SEND_PID=
