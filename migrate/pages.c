@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -245,6 +246,7 @@ struct chunk {
 	uint64_t entry[CHUNK_PAGES]; /* as in a batch */
 	uint32_t end[CHUNK_PAGES];   /* page i's body is data[end[i-1]..end[i]) */
 	uint64_t zstd, raw;
+	uint64_t upto; /* VM-wide page number just past the range (progress) */
 	int rc;
 	struct hv_error err;
 	uint8_t *data;
@@ -363,6 +365,7 @@ static void *worker(void *arg)
 		if (s->stop)
 			break;
 		c->state = SLOT_BUSY;
+		c->upto = sl->first_page + end / PAGE;
 		pthread_mutex_unlock(&s->lock);
 		/* No context (ENOMEM): fail the save; raw pages would change its bytes. */
 		if (cctx)
@@ -376,6 +379,28 @@ static void *worker(void *arg)
 	pthread_mutex_unlock(&s->lock);
 	ZSTD_freeCCtx(cctx);
 	return NULL;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Tell @w's progress callback, if any, at most every 100 ms (and always at the end). */
+static void progress(struct page_writer *w, uint64_t done, uint64_t total)
+{
+	uint64_t t;
+
+	if (!w->progress)
+		return;
+	t = now_ns();
+	if (done < total && t - w->progress_ns < 100000000ull)
+		return;
+	w->progress_ns = t;
+	w->progress(w->progress_arg, done, total);
 }
 
 /* put_chunk - append @c's pages to @w's batches, flushing each one that fills. */
@@ -451,6 +476,7 @@ static int pages_save_parallel(struct page_writer *w, struct guest_mem *m, struc
 		}
 		if (rc < 0)
 			break;
+		progress(w, c->upto, m->npages);
 		pthread_mutex_lock(&s.lock);
 		c->state = SLOT_FREE;
 		c->seq = seq + s.nring;
@@ -492,6 +518,8 @@ static int pages_save_nonzero_serial(struct page_writer *w, struct guest_mem *m,
 			for (uint64_t off = (uint64_t)data & ~(uint64_t)(PAGE - 1);
 			     off < (uint64_t)hole; off += PAGE) {
 				const uint8_t *p = sl->hva + off;
+				if (off % (256 * PAGE) == 0)
+					progress(w, sl->first_page + off / PAGE, m->npages);
 				if (all_zero(p))
 					continue;
 				if (page_add(w, (sl->gpa + off) >> 12, p, err) < 0)
@@ -505,13 +533,19 @@ static int pages_save_nonzero_serial(struct page_writer *w, struct guest_mem *m,
 
 int pages_save_nonzero(struct page_writer *w, struct guest_mem *m, struct hv_error *err)
 {
+	int rc = 1;
+
 	/* Raw pages (level 0) cost a copy, not worth a thread; compressed ones do. */
 	if (w->cctx && w->threads > 1) {
-		int rc = pages_save_parallel(w, m, err);
-		if (rc <= 0)
-			return rc < 0 ? -1 : page_flush(w, err);
+		rc = pages_save_parallel(w, m, err);
+		if (rc == 0)
+			rc = page_flush(w, err);
 	}
-	return pages_save_nonzero_serial(w, m, err);
+	if (rc > 0)
+		rc = pages_save_nonzero_serial(w, m, err);
+	if (rc == 0)
+		progress(w, m->npages, m->npages);
+	return rc < 0 ? -1 : 0;
 }
 
 int page_gens_init(struct page_gens *g, const struct guest_mem *m, struct hv_error *err)

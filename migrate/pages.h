@@ -36,6 +36,13 @@
 
 #define PAGE_SAVE_THREADS_MAX 8
 
+/*
+ * How far a save has got: @done of @total pages in the VM-wide numbering (mem.h) scanned
+ * and written. Called on the saving thread at most every 100 ms, and once at the end
+ * with @done == @total.
+ */
+typedef void (*save_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
 struct page_writer {
 	struct stream *s;
 	void *cctx; /* ZSTD_CCtx, NULL: raw only */
@@ -53,6 +60,9 @@ struct page_writer {
 	uint8_t *data; /* page bodies of the pending batch */
 	size_t dlen, dcap;
 	uint64_t pages_zero, pages_raw, pages_zstd; /* statistics */
+	save_progress_fn progress; /* optional, for pages_save_nonzero; set by the caller */
+	void *progress_arg;
+	uint64_t progress_ns; /* when it was last called */
 };
 
 /*

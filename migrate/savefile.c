@@ -42,6 +42,12 @@ int savefile_sync_dir(const char *dir, struct hv_error *err)
 
 int savefile_write(struct vm *vm, const char *path, struct hv_error *err)
 {
+	return savefile_write_progress(vm, path, NULL, NULL, err);
+}
+
+int savefile_write_progress(struct vm *vm, const char *path, save_progress_fn progress,
+                            void *progress_arg, struct hv_error *err)
+{
 	char *pcopy = strdup(path), *bcopy = strdup(path), *tmp = NULL;
 	const char *dir, *base;
 	struct stream s;
@@ -72,7 +78,7 @@ int savefile_write(struct vm *vm, const char *path, struct hv_error *err)
 		stream_close(&s);
 		goto fail;
 	}
-	rc = vmstate_save(&s, vm, SAVEFILE_ZSTD_LEVEL, err);
+	rc = vmstate_save(&s, vm, SAVEFILE_ZSTD_LEVEL, progress, progress_arg, err);
 	stream_close(&s);
 	if (rc < 0)
 		goto fail;

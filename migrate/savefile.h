@@ -11,6 +11,7 @@
 
 #include "hv/error.h"
 #include "hv/vm.h"
+#include "migrate/pages.h"
 
 /*
  * savefile_write - write the complete state of @vm to @path. The VM must be paused (the
@@ -18,6 +19,10 @@
  * left at @path and -1 is returned with @err naming the path and the cause.
  */
 int savefile_write(struct vm *vm, const char *path, struct hv_error *err);
+
+/* savefile_write_progress - the same, telling @progress (pages.h) how far it has got. */
+int savefile_write_progress(struct vm *vm, const char *path, save_progress_fn progress,
+                            void *progress_arg, struct hv_error *err);
 
 /*
  * savefile_read - create @vm from the save file at @path (the file is untrusted input:

@@ -158,8 +158,7 @@ static int save_config(struct stream *s, struct vm *vm, struct hv_error *err)
 }
 
 /* save_devices - VCPU records from @st (the paused VM's vCPU state), then DEVICE records. */
-static int save_devices(struct stream *s, struct vm *vm, struct x86_state *st,
-                        struct hv_error *err)
+static int save_devices(struct stream *s, struct vm *vm, struct x86_state *st, struct hv_error *err)
 {
 	struct state_io io;
 	char what[32];
@@ -228,7 +227,8 @@ int vmstate_save_devices(struct stream *s, struct vm *vm, struct hv_error *err)
 	return rc;
 }
 
-int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_error *err)
+int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, save_progress_fn progress,
+                 void *progress_arg, struct hv_error *err)
 {
 	struct x86_state *st = get_states(vm, err);
 	struct page_writer pw;
@@ -240,6 +240,8 @@ int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_erro
 		goto out;
 	if (page_writer_init(&pw, s, zstd_level, err) < 0)
 		goto out;
+	pw.progress = progress;
+	pw.progress_arg = progress_arg;
 	rc = pages_save_nonzero(&pw, &vm->mem, err);
 	page_writer_free(&pw);
 	if (rc < 0 || (rc = save_devices(s, vm, st, err)) < 0)

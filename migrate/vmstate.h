@@ -13,15 +13,18 @@
 
 #include "hv/error.h"
 #include "hv/vm.h"
+#include "migrate/pages.h"
 #include "migrate/stream.h"
 
 #define VM_CONFIG_VERSION 1
 
 /*
  * vmstate_save - write all of @vm (paused, or created and never started) to @s, ending
- * with END. @zstd_level 0 sends pages raw. -1 with @err on failure.
+ * with END. @zstd_level 0 sends pages raw. @progress (may be NULL) follows the pages
+ * (pages.h). -1 with @err on failure.
  */
-int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, struct hv_error *err);
+int vmstate_save(struct stream *s, struct vm *vm, int zstd_level, save_progress_fn progress,
+                 void *progress_arg, struct hv_error *err);
 
 /*
  * vmstate_load - create @vm from @s (untrusted): VM_CONFIG first, then every record up to
