@@ -29,8 +29,9 @@
 #define THROTTLE_STEP      10 /* QEMU's cpu-throttle-increment */
 #define THROTTLE_MAX       99
 #define RAISE_FACTOR       2
-#define RAISE_CEILING      10 /* raise-downtime stops at 10 x the limit asked for */
-#define STALL_ROUNDS       3  /* rounds without progress before the stall policy acts */
+#define RAISE_CEILING      10           /* raise-downtime stops at 10 x the limit asked for */
+#define STALL_ROUNDS       3            /* rounds without progress before the stall policy acts */
+#define BW_SAMPLE_MIN      (256u << 10) /* bytes a round must send to measure the link */
 
 struct migration {
 	struct vm *vm;
@@ -365,10 +366,17 @@ static int precopy(struct migration *m, struct hv_error *err)
 		t = now_ns() - t;
 		memset(m->bitmap, 0, words * 8);
 		dirty = dirty_harvest(mem, m->bitmap);
-		/* What the link gave this round, unless the round was too short to say. */
-		bw = t > 1000000 && m->st.bytes_wire > wire0
+		/*
+		 * What the link gave this round, unless the round was too short or too small
+		 * to say: a round of a few pages lasts as long as its round trips and the
+		 * loaded host's scheduling, whatever the link, and its "bandwidth" would make
+		 * two dirty pages look like seconds of downtime. Then the last real measure
+		 * stands (or 1 GB/s before there is one; the round trips are counted apart).
+		 */
+		bw = t > 1000000 && m->st.bytes_wire - wire0 >= BW_SAMPLE_MIN
 		         ? (double)(m->st.bytes_wire - wire0) / ((double)t / 1e9)
-		         : 1e9;
+		     : m->st.bandwidth ? (double)m->st.bandwidth
+		                       : 1e9;
 		if (m->p.bandwidth && bw > (double)m->p.bandwidth)
 			bw = (double)m->p.bandwidth;
 		{
