@@ -1,21 +1,22 @@
 /*
  * domcfg.c - domain config files (docs/domain-config.md).
  *
- * A table of keys drives everything: the parser looks a key up, converts its value by
- * type and records the line it came from, so that rules spanning two keys (deterministic
- * needs one vCPU) can still point at a line. The value checks are separate from the
+ * A table of keys drives everything: the reader (kv.h, shared with hvd's config file)
+ * lexes each line, looks its key up and records the line it came from, so that rules
+ * spanning two keys (deterministic needs one vCPU) can still point at a line; this file
+ * converts the values by type. The value checks are separate from the
  * lexing so that domcfg_check() applies the very same rules to a struct built in memory,
  * and domcfg_write() never prints a file that domcfg_parse() would refuse.
  */
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "hv/vm.h"
 #include "toolstack/domcfg.h"
+#include "toolstack/kv.h"
 #include "toolstack/size.h"
 
 /* clang-format off */
@@ -58,20 +59,12 @@ static const struct key keys[] = {
 _Static_assert(DOMCFG_NAME_MAX + 1 == VM_NAME_MAX, "name bound differs from hv's");
 _Static_assert(sizeof("checkpoint_store = \"\"") - 1 + 2 * DOMCFG_STR_MAX <= DOMCFG_LINE_MAX,
                "a canonical string line may not fit DOMCFG_LINE_MAX");
+/* The reader (kv.h) applies the file, line and string limits that domcfg.h promises. */
+_Static_assert(DOMCFG_FILE_MAX == KV_FILE_MAX && DOMCFG_LINE_MAX == KV_LINE_MAX &&
+                   DOMCFG_STR_MAX == KV_STR_MAX && NKEYS <= KV_KEYS_MAX,
+               "domcfg.h's limits differ from the reader's");
 
-#define MSG 320 /* a value's complaint, before the file, line and key go in front */
-
-/* Set a value's complaint @msg (MSG bytes) and return -1. */
-static int complain(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int complain(char *msg, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, MSG, fmt, ap);
-	va_end(ap);
-	return -1;
-}
+#define MSG KV_MSG /* a value's complaint, before the file, line and key go in front */
 
 static const char *const accel_names[] = {"auto", "emu", "kvm"};
 
@@ -88,32 +81,14 @@ static const struct key *key_find(const char *name, size_t len)
 	return NULL;
 }
 
-/*
- * Show @s (at most @len bytes) in a message: cut at 40 bytes and with anything that is
- * not printable ASCII shown as '?', so that the message stays one readable line; in
- * double quotes if @quotes.
- */
-static const char *shown(const char *s, size_t len, bool quotes, char out[48])
-{
-	size_t i, n = 0;
-
-	if (quotes)
-		out[n++] = '"';
-	for (i = 0; i < len && i < 40; i++)
-		out[n++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-	if (i < len) {
-		memcpy(out + n, "...", 3);
-		n += 3;
-	}
-	if (quotes)
-		out[n++] = '"';
-	out[n] = '\0';
-	return out;
-}
-
 static const char *quote(const char *s, size_t len, char out[48])
 {
-	return shown(s, len, true, out);
+	return kv_shown(s, len, true, out);
+}
+
+static const char *shown(const char *s, size_t len, bool quotes, char out[48])
+{
+	return kv_shown(s, len, quotes, out);
 }
 
 /* ---- value checks, shared by the parser and domcfg_check() ---- */
@@ -124,14 +99,15 @@ static int check_name(const char *s, char *msg)
 	char q[48];
 
 	if (len < 1 || len > DOMCFG_NAME_MAX)
-		return complain(msg, "%s: must be 1 to %d characters", quote(s, len, q),
-		                DOMCFG_NAME_MAX);
+		return kv_complain(msg, "%s: must be 1 to %d characters", quote(s, len, q),
+		                   DOMCFG_NAME_MAX);
 	if (s[0] == '.' || s[0] == '-')
-		return complain(msg, "%s: must not start with '%c'", quote(s, len, q), s[0]);
+		return kv_complain(msg, "%s: must not start with '%c'", quote(s, len, q), s[0]);
 	for (size_t i = 0; i < len; i++)
 		if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
-			return complain(msg, "%s: may hold only letters, digits, '_', '.' and '-'",
-			                quote(s, len, q));
+			return kv_complain(msg,
+			                   "%s: may hold only letters, digits, '_', '.' and '-'",
+			                   quote(s, len, q));
 	return 0;
 }
 
@@ -147,9 +123,9 @@ static int check_uuid(const char *s, char *msg)
 		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
 
 		if (len != DOMCFG_UUID_LEN || (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i])))
-			return complain(msg,
-			                "%s: not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
-			                quote(s, len, q));
+			return kv_complain(msg,
+			                   "%s: not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+			                   quote(s, len, q));
 	}
 	return 0;
 }
@@ -178,18 +154,18 @@ static void size_format(uint64_t v, char out[32])
 static int check_memory(uint64_t v, const char *text, char *msg)
 {
 	if (v < MEM_MIN_SIZE)
-		return complain(msg, "%s: less than the 2M minimum", text);
+		return kv_complain(msg, "%s: less than the 2M minimum", text);
 	if (v > MEM_MAX_SIZE)
-		return complain(msg, "%s: more than the 1T maximum", text);
+		return kv_complain(msg, "%s: more than the 1T maximum", text);
 	if (v % MEM_PAGE_SIZE)
-		return complain(msg, "%s: not a multiple of 4K", text);
+		return kv_complain(msg, "%s: not a multiple of 4K", text);
 	return 0;
 }
 
 static int check_vcpus(uint64_t v, const char *text, char *msg)
 {
 	if (v < 1 || v > VM_MAX_VCPUS)
-		return complain(msg, "%s: must be a number from 1 to %d", text, VM_MAX_VCPUS);
+		return kv_complain(msg, "%s: must be a number from 1 to %d", text, VM_MAX_VCPUS);
 	return 0;
 }
 
@@ -199,27 +175,27 @@ static int check_string(const char *s, bool path, char *msg)
 	size_t len = strlen(s);
 
 	if (path && !len)
-		return complain(msg, "empty path");
+		return kv_complain(msg, "empty path");
 	if (len > DOMCFG_STR_MAX)
-		return complain(msg, "%zu bytes, at most %d", len, DOMCFG_STR_MAX);
+		return kv_complain(msg, "%zu bytes, at most %d", len, DOMCFG_STR_MAX);
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return complain(msg, "control character 0x%02x in the string",
-			                (unsigned char)s[i]);
+			return kv_complain(msg, "control character 0x%02x in the string",
+			                   (unsigned char)s[i]);
 	return 0;
 }
 
 static int check_interval(uint64_t v, const char *text, char *msg)
 {
 	if (v < 1 || v > DOMCFG_INTERVAL_MAX)
-		return complain(msg, "%s: must be from 1s to 366d", text);
+		return kv_complain(msg, "%s: must be from 1s to 366d", text);
 	return 0;
 }
 
 static int check_keep(int64_t v, const char *text, char *msg)
 {
 	if (v < 0 || v > DOMCFG_KEEP_MAX)
-		return complain(msg, "%s: must be a number from 0 to %d", text, DOMCFG_KEEP_MAX);
+		return kv_complain(msg, "%s: must be a number from 0 to %d", text, DOMCFG_KEEP_MAX);
 	return 0;
 }
 
@@ -244,11 +220,15 @@ static const char *check_across(const struct domcfg *c, char *msg)
 			return "checkpoint_keep_daily";
 	}
 	return NULL;
-} /* ---- converting one value ---- */ /* Decimal digits only; *@out saturates at UINT64_MAX so that
-                                          huge values fail range checks. */
+}
+
+/* ---- converting one value ---- */
+
+/* Decimal digits only; *@out saturates at UINT64_MAX so that huge values fail range checks. */
 static int parse_digits(const char *s, size_t len, uint64_t *out)
 {
 	uint64_t v = 0;
+
 	if (!len)
 		return -1;
 	for (size_t i = 0; i < len; i++) {
@@ -258,18 +238,22 @@ static int parse_digits(const char *s, size_t len, uint64_t *out)
 	}
 	*out = v;
 	return 0;
-} /* A bare number is MiB, as in xl.cfg; a suffix K, M, G or T gives the unit. */
+}
+
+/* A bare number is MiB, as in xl.cfg; a suffix K, M, G or T gives the unit. */
 static int parse_memory(const char *v, size_t len, uint64_t *out, char *msg)
 {
 	struct hv_error e = {0};
 	char q[48];
+
 	if (parse_digits(v, len, out) == 0) {
 		*out = *out > (UINT64_MAX >> 20) ? UINT64_MAX : *out << 20;
 	} else if (size_parse(v, out, &e) < 0) {
 		if (e.code == ERANGE)
 			*out = UINT64_MAX;
 		else
-			return complain(msg, "%s: not a size (use K, M, G or T)", quote(v, len, q));
+			return kv_complain(msg, "%s: not a size (use K, M, G or T)",
+			                   quote(v, len, q));
 	}
 	return check_memory(*out, shown(v, len, false, q), msg);
 }
@@ -291,25 +275,20 @@ static int parse_duration(const char *v, size_t len, uint64_t *out, char *msg)
 			break;
 		}
 	if (parse_digits(v, digits, out) < 0)
-		return complain(msg, "%s: not a duration (seconds, or use s, m, h or d)",
-		                quote(v, len, q));
+		return kv_complain(msg, "%s: not a duration (seconds, or use s, m, h or d)",
+		                   quote(v, len, q));
 	*out = *out > UINT64_MAX / mul ? UINT64_MAX : *out * mul;
 	return check_interval(*out, shown(v, len, false, q), msg);
 }
 
 static int parse_bool(const char *v, bool *out, char *msg)
 {
-	static const char *const yes[] = {"true", "yes", "on", "1"};
-	static const char *const no[] = {"false", "no", "off", "0"};
 	char q[48];
 
-	for (int i = 0; i < 4; i++) {
-		if (!strcasecmp(v, yes[i]))
-			return *out = true, 0;
-		if (!strcasecmp(v, no[i]))
-			return *out = false, 0;
-	}
-	return complain(msg, "%s: not a boolean (true/false, yes/no, 1/0)", quote(v, strlen(v), q));
+	if (kv_bool(v, out) == 0)
+		return 0;
+	return kv_complain(msg, "%s: not a boolean (true/false, yes/no, 1/0)",
+	                   quote(v, strlen(v), q));
 }
 
 /*
@@ -327,7 +306,7 @@ static int set_value(struct domcfg *c, const struct key *k, const char *v, size_
 	*code = EINVAL;
 	if ((k->type == T_PATH || k->type == T_STRING || k->type == T_NAME || k->type == T_UUID) &&
 	    !quoted)
-		return complain(msg, "%s: expected a string in double quotes", quote(v, len, q));
+		return kv_complain(msg, "%s: expected a string in double quotes", quote(v, len, q));
 	switch (k->type) {
 	case T_NAME:
 		if (check_name(v, msg) < 0)
@@ -336,16 +315,16 @@ static int set_value(struct domcfg *c, const struct key *k, const char *v, size_
 		return 0;
 	case T_UUID:
 		if (!len || check_uuid(v, msg) < 0)
-			return complain(msg,
-			                "%s: not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
-			                quote(v, len, q));
+			return kv_complain(msg,
+			                   "%s: not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+			                   quote(v, len, q));
 		for (size_t i = 0; i <= len; i++)
 			c->uuid[i] = (char)tolower((unsigned char)v[i]);
 		return 0;
 	case T_MEMORY: return parse_memory(v, len, &c->memory, msg);
 	case T_VCPUS:
 		if (parse_digits(v, len, &n) < 0)
-			return complain(msg, "%s: not a number", quote(v, len, q));
+			return kv_complain(msg, "%s: not a number", quote(v, len, q));
 		if (check_vcpus(n, shown(v, len, false, q), msg) < 0)
 			return -1;
 		c->vcpus = (unsigned)n;
@@ -354,19 +333,20 @@ static int set_value(struct domcfg *c, const struct key *k, const char *v, size_
 		for (int i = 0; i < 3; i++)
 			if (!strcmp(v, accel_names[i]))
 				return c->accel = (enum domcfg_accel)i, 0;
-		return complain(msg, "%s: must be \"auto\", \"emu\" or \"kvm\"", quote(v, len, q));
+		return kv_complain(msg, "%s: must be \"auto\", \"emu\" or \"kvm\"",
+		                   quote(v, len, q));
 	case T_PATH:
 	case T_STRING:
 		if (check_string(v, k->type == T_PATH, msg) < 0)
 			return -1;
 		if (!(dup = strdup(v)))
-			return *code = ENOMEM, complain(msg, "out of memory");
+			return *code = ENOMEM, kv_complain(msg, "out of memory");
 		*(char **)field = dup;
 		return 0;
 	case T_DURATION: return parse_duration(v, len, &c->checkpoint_interval, msg);
 	case T_COUNT:
 		if (parse_digits(v, len, &n) < 0)
-			return complain(msg, "%s: not a number", quote(v, len, q));
+			return kv_complain(msg, "%s: not a number", quote(v, len, q));
 		if (check_keep(n > INT64_MAX ? INT64_MAX : (int64_t)n, shown(v, len, false, q),
 		               msg) < 0)
 			return -1;
@@ -374,130 +354,7 @@ static int set_value(struct domcfg *c, const struct key *k, const char *v, size_
 		return 0;
 	case T_BOOL: return parse_bool(v, (bool *)field, msg);
 	}
-	return complain(msg, "internal error: key type %d", k->type);
-}
-
-/* ---- lexing ---- */
-
-static bool is_space(char ch)
-{
-	return ch == ' ' || ch == '\t';
-}
-
-/*
- * Lex the value at *@pp (before @e) into @val (DOMCFG_LINE_MAX + 1 bytes): a "string" with
- * \" and \\ unescaped, or a bare word up to a blank or '#'. Returns its length, or -1
- * with @msg set.
- */
-static long lex_value(const char **pp, const char *e, char *val, bool *quoted, char *msg)
-{
-	const char *p = *pp;
-	size_t n = 0;
-
-	*quoted = *p == '"';
-	if (!*quoted) {
-		while (p < e && !is_space(*p) && *p != '#')
-			val[n++] = *p++;
-		val[n] = '\0';
-		*pp = p;
-		return (long)n;
-	}
-	for (p++;; p++) {
-		if (p == e)
-			return complain(msg, "unterminated string (no closing '\"')");
-		if (*p == '"')
-			break;
-		if (*p == '\\') {
-			if (p + 1 == e || (p[1] != '"' && p[1] != '\\'))
-				return complain(msg,
-				                "bad escape in the string (only \\\" and \\\\)");
-			p++;
-		}
-		val[n++] = *p;
-	}
-	if (n > DOMCFG_STR_MAX)
-		return complain(msg, "string of %zu bytes, at most %d", n, DOMCFG_STR_MAX);
-	val[n] = '\0';
-	*pp = p + 1;
-	return (long)n;
-}
-
-/* Fail with "FILE:LINE: KEY: MSG", leaving out the parts that are NULL or 0. */
-static int fail_at(struct hv_error *err, int code, const char *fname, unsigned line,
-                   const char *key, const char *msg)
-{
-	char where[32] = "";
-
-	if (line)
-		snprintf(where, sizeof(where), ":%u", line);
-	return hv_fail(err, code, "%s%s: %s%s%s", fname, where, key ? key : "", key ? ": " : "",
-	               msg);
-}
-
-/*
- * Parse one line (@p..@e, without its newline) into @c. @lines records, per key, the line
- * that set it. Returns 0 or -1 with @err set.
- */
-static int parse_line(struct domcfg *c, const char *p, const char *e, const char *fname,
-                      unsigned line, unsigned *lines, char *val, struct hv_error *err)
-{
-	const char *kstart;
-	const struct key *k;
-	char msg[MSG], kname[48];
-	bool quoted;
-	long len;
-	int code;
-
-	if (e > p && e[-1] == '\r') /* CRLF files */
-		e--;
-	for (const char *s = p; s < e; s++) {
-		if (!*s)
-			return fail_at(err, EINVAL, fname, line, NULL, "NUL byte");
-		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f) {
-			snprintf(msg, MSG, "control character 0x%02x", (unsigned char)*s);
-			return fail_at(err, EINVAL, fname, line, NULL, msg);
-		}
-	}
-	while (p < e && is_space(*p))
-		p++;
-	if (p == e || *p == '#')
-		return 0;
-	for (kstart = p; p < e && !is_space(*p) && !strchr("=#\"", *p); p++)
-		;
-	if (p == kstart)
-		return fail_at(err, EINVAL, fname, line, NULL, "expected 'key = value'");
-	/* An unknown key may hold any byte: show it cut short and printable. */
-	shown(kstart, (size_t)(p - kstart), false, kname);
-	k = key_find(kstart, (size_t)(p - kstart));
-	while (p < e && is_space(*p))
-		p++;
-	if (p == e || *p != '=')
-		return fail_at(err, EINVAL, fname, line, kname, "expected '=' after the key");
-	if (!k)
-		return fail_at(err, EINVAL, fname, line, kname, "unknown key");
-	if (lines[k - keys]) {
-		snprintf(msg, MSG, "set twice (first on line %u)", lines[k - keys]);
-		return fail_at(err, EINVAL, fname, line, kname, msg);
-	}
-	lines[k - keys] = line;
-	for (p++; p < e && is_space(*p);)
-		p++;
-	if (p == e || *p == '#')
-		return fail_at(err, EINVAL, fname, line, kname, "missing value");
-	len = lex_value(&p, e, val, &quoted, msg);
-	if (len < 0)
-		return fail_at(err, EINVAL, fname, line, kname, msg);
-	while (p < e && is_space(*p))
-		p++;
-	if (p < e && *p != '#') {
-		char q[48];
-
-		snprintf(msg, MSG, "unexpected %s after the value", quote(p, (size_t)(e - p), q));
-		return fail_at(err, EINVAL, fname, line, kname, msg);
-	}
-	if (set_value(c, k, val, (size_t)len, quoted, msg, &code) < 0)
-		return fail_at(err, code, fname, line, kname, msg);
-	return 0;
+	return kv_complain(msg, "internal error: key type %d", k->type);
 }
 
 void domcfg_init(struct domcfg *c)
@@ -509,52 +366,38 @@ void domcfg_init(struct domcfg *c)
 	c->checkpoint_keep_daily = -1;
 }
 
+/* The format for the reader (kv.h): an index into keys[] for a key name. */
+static long key_index(const char *name, size_t len)
+{
+	const struct key *k = key_find(name, len);
+
+	return k ? k - keys : -1;
+}
+
+static int set_setting(void *c, const struct kv_setting *s, char *msg, int *code)
+{
+	return set_value(c, &keys[s->key], s->val, s->len, s->quoted, msg, code);
+}
+
+static const char *check_file(void *c, const unsigned *lines, char *msg)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].required && !lines[i])
+			return snprintf(msg, MSG, "missing (required)"), keys[i].name;
+	return check_across(c, msg);
+}
+
 int domcfg_parse(const char *buf, size_t len, const char *fname, struct domcfg *out,
                  struct hv_error *err)
 {
-	unsigned lines[NKEYS] = {0}, line = 0;
-	const char *p = buf, *end = buf + len, *nl, *bad;
-	char msg[MSG];
-	char *val;
+	static const struct kv_format format = {key_index, NKEYS, set_setting, check_file};
 
 	domcfg_init(out);
-	if (!fname)
-		fname = "config";
-	if (len > DOMCFG_FILE_MAX)
-		return hv_fail(err, EFBIG, "%s: larger than %d KiB", fname, DOMCFG_FILE_MAX / 1024);
-	/* One value buffer for every line: a value never outgrows its line. */
-	if (!(val = malloc(DOMCFG_LINE_MAX + 1)))
-		return hv_fail(err, ENOMEM, "%s: out of memory", fname);
-	while (p < end) {
-		line++;
-		nl = memchr(p, '\n', (size_t)(end - p));
-		if (!nl)
-			nl = end;
-		if (nl - p > DOMCFG_LINE_MAX) {
-			snprintf(msg, MSG, "line longer than %d bytes", DOMCFG_LINE_MAX);
-			fail_at(err, EINVAL, fname, line, NULL, msg);
-			goto fail;
-		}
-		if (parse_line(out, p, nl, fname, line, lines, val, err) < 0)
-			goto fail;
-		p = nl + 1;
-	}
-	free(val);
-	val = NULL;
-	for (size_t i = 0; i < NKEYS; i++)
-		if (keys[i].required && !lines[i]) {
-			fail_at(err, EINVAL, fname, 0, keys[i].name, "missing (required)");
-			goto fail;
-		}
-	if ((bad = check_across(out, msg))) {
-		fail_at(err, EINVAL, fname, lines[key_find(bad, strlen(bad)) - keys], bad, msg);
-		goto fail;
+	if (kv_parse(&format, out, buf, len, fname ? fname : "config", err) < 0) {
+		domcfg_free(out);
+		return -1;
 	}
 	return 0;
-fail:
-	free(val);
-	domcfg_free(out);
-	return -1;
 }
 
 int domcfg_check(const struct domcfg *c, struct hv_error *err)

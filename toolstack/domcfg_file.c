@@ -6,15 +6,13 @@
  * every path absolute before the config reaches hvd, which persists it as such.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "toolstack/domcfg.h"
+#include "toolstack/kv.h"
 
 int domcfg_resolve_paths(struct domcfg *c, const char *dir, struct hv_error *err)
 {
@@ -56,34 +54,11 @@ int domcfg_load(const char *path, struct domcfg *out, struct hv_error *err)
 	char *buf = NULL, *copy = NULL, *dir = NULL;
 	struct hv_error e = {0};
 	size_t len = 0;
-	struct stat st;
-	ssize_t n;
-	int fd, rc = -1;
+	int rc = -1;
 
 	domcfg_init(out);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return hv_fail(err, errno, "%s: %s", path, strerror(errno));
-	/* A FIFO or a device would block or never end: only regular files are configs. */
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		hv_fail(err, EINVAL, "%s: not a regular file", path);
-		goto out;
-	}
-	if (!(buf = malloc(DOMCFG_FILE_MAX + 1))) {
-		hv_fail(err, ENOMEM, "%s: out of memory", path);
-		goto out;
-	}
-	/* One byte past the limit tells a file at the limit from one over it. */
-	while (len <= DOMCFG_FILE_MAX &&
-	       (n = read(fd, buf + len, DOMCFG_FILE_MAX + 1 - len)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			hv_fail(err, errno, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		len += (size_t)n;
-	}
+	if (kv_read_file(path, &buf, &len, err) < 0)
+		return -1;
 	if (domcfg_parse(buf, len, path, out, err) < 0)
 		goto out;
 	if (!(copy = strdup(path)) || !(dir = realpath(dirname(copy), NULL))) {
@@ -102,6 +77,5 @@ out:
 	free(dir);
 	free(copy);
 	free(buf);
-	close(fd);
 	return rc;
 }

@@ -11,7 +11,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include "toolstack/ctlconn.h"
 #include "toolstack/hvctl_store.h"
 #include "toolstack/hvctl_domain.h"
+#include "toolstack/tool.h"
 
 #ifndef HV_VERSION
 #define HV_VERSION "0.1.0"
@@ -74,37 +74,18 @@ static const char usage[] =
 
 static const char *sock_path = "hvctl";
 
-static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("hvctl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return status;
-}
-
-static void print_size(const char *label, json_int_t b)
-{
-	if (b && b % (1LL << 30) == 0)
-		printf("%-8s %lld GiB\n", label, (long long)(b >> 30));
-	else if (b && b % (1LL << 20) == 0)
-		printf("%-8s %lld MiB\n", label, (long long)(b >> 20));
-	else
-		printf("%-8s %lld bytes\n", label, (long long)b);
-}
-
 static void print_info(json_t *r)
 {
 	json_t *ex = json_object_get(r, "exit");
+	char mem[32];
 
 	printf("%-8s %s\n", "name", json_string_value(json_object_get(r, "name")) ?: "?");
 	printf("%-8s %s\n", "state", json_string_value(json_object_get(r, "state")) ?: "?");
 	printf("%-8s %s\n", "accel", json_string_value(json_object_get(r, "accel")) ?: "?");
 	printf("%-8s %lld\n", "vcpus", (long long)json_integer_value(json_object_get(r, "vcpus")));
-	print_size("memory", json_integer_value(json_object_get(r, "memory")));
+	tool_size((uint64_t)json_integer_value(json_object_get(r, "memory")), true, mem,
+	          sizeof(mem));
+	printf("%-8s %s\n", "memory", mem);
 	printf("%-8s %.1f s\n", "uptime", json_number_value(json_object_get(r, "uptime")));
 	printf("%-8s %lld\n", "pid", (long long)json_integer_value(json_object_get(r, "pid")));
 	if (json_is_true(json_object_get(r, "deterministic")))
@@ -147,19 +128,16 @@ static bool ckpt_full;
 /* The arguments for @cmd; @file made absolute, since hv may run in another directory. */
 static json_t *build_args(const char *cmd, const char *file, bool keep)
 {
-	char cwd[PATH_MAX], abs[PATH_MAX * 2];
+	char abs[PATH_MAX * 2];
 	json_t *a;
 
 	if (!strcmp(cmd, "checkpoint"))
 		file = ckpt_store;
 	else if (strcmp(cmd, "save"))
 		return NULL;
-	if (file[0] != '/') {
-		if (!getcwd(cwd, sizeof(cwd)))
-			return NULL;
-		snprintf(abs, sizeof(abs), "%s/%s", cwd, file);
-		file = abs;
-	}
+	if (tool_absolute(file, abs, sizeof(abs)) < 0)
+		return NULL;
+	file = abs;
 	if (strcmp(cmd, "checkpoint"))
 		return json_pack("{s:s, s:b}", "file", file, "keep-running", keep);
 	a = json_pack("{s:s, s:b}", "store", file, "full", ckpt_full);
@@ -181,19 +159,19 @@ static int run(const char *cmd, const char *file, bool keep, bool raw)
 
 	if (ctlconn_open(&c, sock_path, &e) < 0) {
 		ctlconn_close(&c);
-		return fail(e.code == ENAMETOOLONG ? EXIT_USAGE : EXIT_FAIL, "%s", e.msg);
+		return tool_fail(e.code == ENAMETOOLONG ? EXIT_USAGE : EXIT_FAIL, "%s", e.msg);
 	}
 	args = build_args(cmd, file, keep);
 	if ((!strcmp(cmd, "save") || !strcmp(cmd, "checkpoint")) && !args) {
 		ctlconn_close(&c);
-		return fail(EXIT_FAIL, "%s: cannot build the request: %s", sock_path,
-		            strerror(errno));
+		return tool_fail(EXIT_FAIL, "%s: cannot build the request: %s", sock_path,
+		                 strerror(errno));
 	}
 	msg = ctlconn_call(&c, 1, cmd, args, &e);
 	json_decref(args);
 	if (!msg) {
 		ctlconn_close(&c);
-		return fail(EXIT_FAIL, "%s", e.msg);
+		return tool_fail(EXIT_FAIL, "%s", e.msg);
 	}
 	err = json_object_get(msg, "error");
 	if (raw) {
@@ -201,8 +179,8 @@ static int run(const char *cmd, const char *file, bool keep, bool raw)
 		putchar('\n');
 	}
 	if (err) {
-		rc = fail(EXIT_FAIL, "%s: %s", cmd,
-		          json_string_value(json_object_get(err, "desc")) ?: "failed");
+		rc = tool_fail(EXIT_FAIL, "%s: %s", cmd,
+		               json_string_value(json_object_get(err, "desc")) ?: "failed");
 		goto out;
 	}
 	if (!raw && !strcmp(cmd, "info"))
@@ -242,6 +220,7 @@ int main(int argc, char **argv)
 	const char *cmd, *file = NULL;
 	int c, npos;
 
+	tool_init("hvctl");
 	/* A domain command (`hvctl [--socket PATH] list`, ...) goes to hvd, by name. */
 	if (hvctl_domain_wanted(argc, argv))
 		return hvctl_domain_main(argc, argv);
@@ -256,48 +235,50 @@ int main(int argc, char **argv)
 		case 's': ckpt_store = optarg; break;
 		case 't': ckpt_tag = optarg; break;
 		case 'f': ckpt_full = true; break;
-		case ':': return fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
+		case ':':
+			return tool_fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': printf("hvctl %s\n", HV_VERSION); return 0;
 		default:
-			return fail(EXIT_USAGE, "unknown option '%s' (see 'hvctl --help')",
-			            argv[optind - 1]);
+			return tool_fail(EXIT_USAGE, "unknown option '%s' (see 'hvctl --help')",
+			                 argv[optind - 1]);
 		}
 	}
 	npos = argc - optind;
 	if (npos < 2)
-		return fail(EXIT_USAGE, "%s (see 'hvctl --help')",
-		            npos ? "missing COMMAND" : "missing SOCK and COMMAND");
+		return tool_fail(EXIT_USAGE, "%s (see 'hvctl --help')",
+		                 npos ? "missing COMMAND" : "missing SOCK and COMMAND");
 	sock_path = argv[optind];
 	cmd = argv[optind + 1];
 	if (!strcmp(cmd, "save")) {
 		if (npos < 3)
-			return fail(EXIT_USAGE, "save: missing FILE");
+			return tool_fail(EXIT_USAGE, "save: missing FILE");
 		if (npos > 3)
-			return fail(EXIT_USAGE, "save: unexpected argument '%s'", argv[optind + 3]);
+			return tool_fail(EXIT_USAGE, "save: unexpected argument '%s'",
+			                 argv[optind + 3]);
 		file = argv[optind + 2];
 		if (!*file)
-			return fail(EXIT_USAGE, "save: FILE must not be empty");
+			return tool_fail(EXIT_USAGE, "save: FILE must not be empty");
 	} else if (!strcmp(cmd, "checkpoint")) {
 		if (npos != 2)
-			return fail(EXIT_USAGE, "checkpoint: unexpected argument '%s'",
-			            argv[optind + 2]);
+			return tool_fail(EXIT_USAGE, "checkpoint: unexpected argument '%s'",
+			                 argv[optind + 2]);
 		if (!ckpt_store || !*ckpt_store)
-			return fail(EXIT_USAGE, "checkpoint: missing --store DIR");
+			return tool_fail(EXIT_USAGE, "checkpoint: missing --store DIR");
 		if (ckpt_tag && (!*ckpt_tag || strlen(ckpt_tag) > 255))
-			return fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
+			return tool_fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
 	} else if (!strcmp(cmd, "info") || !strcmp(cmd, "pause") || !strcmp(cmd, "resume") ||
 	           !strcmp(cmd, "quit") || !strcmp(cmd, "migrate-status") ||
 	           !strcmp(cmd, "migrate-cancel") || !strcmp(cmd, "migrate-continue")) {
 		if (npos != 2)
-			return fail(EXIT_USAGE, "%s: unexpected argument '%s'", cmd,
-			            argv[optind + 2]);
+			return tool_fail(EXIT_USAGE, "%s: unexpected argument '%s'", cmd,
+			                 argv[optind + 2]);
 	} else {
-		return fail(EXIT_USAGE, "unknown command '%s' (see 'hvctl --help')", cmd);
+		return tool_fail(EXIT_USAGE, "unknown command '%s' (see 'hvctl --help')", cmd);
 	}
 	if (keep && strcmp(cmd, "save"))
-		return fail(EXIT_USAGE, "--keep-running only goes with save");
+		return tool_fail(EXIT_USAGE, "--keep-running only goes with save");
 	if ((ckpt_store || ckpt_tag || ckpt_full) && strcmp(cmd, "checkpoint"))
-		return fail(EXIT_USAGE, "--store, --tag and --full only go with checkpoint");
+		return tool_fail(EXIT_USAGE, "--store, --tag and --full only go with checkpoint");
 	return run(cmd, file, keep, raw);
 }

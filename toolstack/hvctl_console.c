@@ -21,7 +21,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +34,7 @@
 
 #include "toolstack/hvctl_console.h"
 #include "toolstack/hvdconn.h"
+#include "toolstack/tool.h"
 
 #define EXIT_FAIL     1
 #define EXIT_NOHVD    3
@@ -51,18 +51,6 @@ static void on_signal(int sig)
 	got_signal = sig;
 }
 
-static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("hvctl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return status;
-}
-
 /* Ask hvd for @name's console socket, into @path. 0, or the exit status (said why). */
 static int find_console(const char *sock, const char *name, char *path, size_t cap)
 {
@@ -74,27 +62,28 @@ static int find_console(const char *sock, const char *name, char *path, size_t c
 
 	if (hvdconn_open(&c, sock, 10000, &e) < 0) {
 		ctlconn_close(&c);
-		return fail(EXIT_NOHVD, "%s (is hvd running? see 'hvd status')", e.msg);
+		return tool_fail(EXIT_NOHVD, "%s (is hvd running? see 'hvd status')", e.msg);
 	}
 	args = json_pack("{s:s}", "name", name);
 	msg = args ? ctlconn_call(&c, 1, "info", args, &e) : NULL;
 	ctlconn_close(&c);
 	if (!args)
-		return fail(EXIT_FAIL, "console: cannot build the request (bad UTF-8 in a name?)");
+		return tool_fail(EXIT_FAIL,
+		                 "console: cannot build the request (bad UTF-8 in a name?)");
 	json_decref(args);
 	if (!msg)
-		return fail(EXIT_FAIL, "console: %s", e.msg);
+		return tool_fail(EXIT_FAIL, "console: %s", e.msg);
 	err = json_object_get(msg, "error");
 	ret = json_object_get(msg, "return");
 	p = json_string_value(json_object_get(ret, "console_socket"));
 	if (err)
-		rc = fail(EXIT_FAIL, "console: %s",
-		          json_string_value(json_object_get(err, "desc")) ?: "failed");
+		rc = tool_fail(EXIT_FAIL, "console: %s",
+		               json_string_value(json_object_get(err, "desc")) ?: "failed");
 	else if (!p)
-		rc = fail(EXIT_FAIL, "console: %s: not running (the domain is %s)", name,
-		          json_string_value(json_object_get(ret, "state")) ?: "?");
+		rc = tool_fail(EXIT_FAIL, "console: %s: not running (the domain is %s)", name,
+		               json_string_value(json_object_get(ret, "state")) ?: "?");
 	else if (snprintf(path, cap, "%s", p) >= (int)cap)
-		rc = fail(EXIT_FAIL, "console: %s: %s: not a socket path", name, p);
+		rc = tool_fail(EXIT_FAIL, "console: %s: %s: not a socket path", name, p);
 	json_decref(msg);
 	return rc;
 }
@@ -107,7 +96,7 @@ static int connect_console(const char *name, const char *path)
 	memcpy(sa.sun_path, path, strlen(path));
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
-		fail(EXIT_FAIL, "console: %s: %s: %s", name, path, strerror(errno));
+		tool_fail(EXIT_FAIL, "console: %s: %s: %s", name, path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -188,7 +177,7 @@ static enum end pump(int s, const sigset_t *run_mask)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			fail(EXIT_FAIL, "console: poll: %s", strerror(errno));
+			tool_fail(EXIT_FAIL, "console: poll: %s", strerror(errno));
 			return END_ERROR;
 		}
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -197,7 +186,8 @@ static enum end pump(int s, const sigset_t *run_mask)
 			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 				return END_CLOSED;
 			if (n > 0 && out_all(out, (size_t)n) < 0) {
-				fail(EXIT_FAIL, "console: standard output: %s", strerror(errno));
+				tool_fail(EXIT_FAIL, "console: standard output: %s",
+				          strerror(errno));
 				return END_ERROR;
 			}
 			quiet_since = now_ms();
@@ -237,7 +227,7 @@ int hvctl_console(const char *sock, const char *name)
 	/* A closed stdin would be taken by the console socket itself: make it an empty one. */
 	if (fcntl(STDIN_FILENO, F_GETFD) < 0 && errno == EBADF &&
 	    open("/dev/null", O_RDONLY) != STDIN_FILENO)
-		return fail(EXIT_FAIL, "console: /dev/null: %s", strerror(errno));
+		return tool_fail(EXIT_FAIL, "console: /dev/null: %s", strerror(errno));
 	rc = find_console(sock, name, path, sizeof(path));
 	if (rc)
 		return rc;
@@ -270,7 +260,7 @@ int hvctl_console(const char *sock, const char *name)
 	case END_DETACH: fprintf(stderr, "Detached from domain %s\n", name); return 0;
 	case END_INPUT: fprintf(stderr, "Detached from domain %s (end of input)\n", name); return 0;
 	case END_CLOSED:
-		fprintf(stderr, "hvctl: console: %s: the console closed: the VM has ended\n", name);
+		tool_fail(0, "console: %s: the console closed: the VM has ended", name);
 		return 0;
 	case END_SIGNAL:
 		fprintf(stderr, "Detached from domain %s (SIG%s)\n", name,

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "toolstack/hvctl_domain.h"
 #include "toolstack/hvdconn.h"
 #include "toolstack/progress.h"
+#include "toolstack/tool.h"
 
 #define EXIT_FAIL  1
 #define EXIT_USAGE 2
@@ -79,30 +79,6 @@ bool hvctl_domain_wanted(int argc, char **argv)
 	return dcmd_find(argv[i]) && !(stat(argv[i], &sb) == 0 && S_ISSOCK(sb.st_mode));
 }
 
-static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("hvctl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return status;
-}
-
-/* @path made absolute into @out. */
-static int absolute(const char *path, char *out, size_t cap)
-{
-	char cwd[PATH_MAX];
-
-	if (path[0] == '/')
-		return snprintf(out, cap, "%s", path) < (int)cap ? 0 : -1;
-	if (!getcwd(cwd, sizeof(cwd)))
-		return -1;
-	return snprintf(out, cap, "%s/%s", cwd, path) < (int)cap ? 0 : -1;
-}
-
 /* The config file's text and absolute path, as create's arguments. */
 static json_t *create_args(const char *file, int *status)
 {
@@ -113,26 +89,26 @@ static json_t *create_args(const char *file, int *status)
 
 	*status = EXIT_FAIL;
 	if (!buf || !f) {
-		fail(EXIT_FAIL, "%s: %s", file, strerror(errno));
+		tool_fail(EXIT_FAIL, "%s: %s", file, strerror(errno));
 		goto out;
 	}
 	n = fread(buf, 1, CONFIG_MAX + 1, f);
 	if (ferror(f)) {
-		fail(EXIT_FAIL, "%s: %s", file, strerror(errno));
+		tool_fail(EXIT_FAIL, "%s: %s", file, strerror(errno));
 		goto out;
 	}
 	if (n > CONFIG_MAX) {
-		fail(EXIT_FAIL, "%s: larger than 64 KiB", file);
+		tool_fail(EXIT_FAIL, "%s: larger than 64 KiB", file);
 		goto out;
 	}
-	if (absolute(file, abs, sizeof(abs)) < 0) {
-		fail(EXIT_FAIL, "%s: path too long", file);
+	if (tool_absolute(file, abs, sizeof(abs)) < 0) {
+		tool_fail(EXIT_FAIL, "%s: path too long", file);
 		goto out;
 	}
 	text = json_stringn(buf, n);
 	if (!text || memchr(buf, '\0', n)) {
 		json_decref(text);
-		fail(EXIT_FAIL, "%s: not a text file (NUL bytes or not UTF-8)", file);
+		tool_fail(EXIT_FAIL, "%s: not a text file (NUL bytes or not UTF-8)", file);
 		goto out;
 	}
 	a = json_pack("{s:o, s:s}", "config", text, "file", abs);
@@ -141,14 +117,6 @@ out:
 		fclose(f);
 	free(buf);
 	return a;
-}
-
-static void print_size(json_int_t b, char *out, size_t cap)
-{
-	if (b && b % (1LL << 30) == 0)
-		snprintf(out, cap, "%lldG", (long long)(b >> 30));
-	else
-		snprintf(out, cap, "%lldM", (long long)(b >> 20));
 }
 
 static const char *str(json_t *o, const char *k)
@@ -168,7 +136,8 @@ static void print_list(json_t *r)
 		char mem[32], pid[16] = "-", up[24] = "-";
 		json_int_t p = json_integer_value(json_object_get(d, "pid"));
 
-		print_size(json_integer_value(json_object_get(d, "memory")), mem, sizeof(mem));
+		tool_size((uint64_t)json_integer_value(json_object_get(d, "memory")), false, mem,
+		          sizeof(mem));
 		if (p) {
 			snprintf(pid, sizeof(pid), "%lld", (long long)p);
 			snprintf(up, sizeof(up), "%llds",
@@ -189,7 +158,8 @@ static void print_info(json_t *r)
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (json_is_string(json_object_get(r, keys[i])))
 			printf("%-10s %s\n", keys[i], str(r, keys[i]));
-	print_size(json_integer_value(json_object_get(r, "memory")), mem, sizeof(mem));
+	tool_size((uint64_t)json_integer_value(json_object_get(r, "memory")), false, mem,
+	          sizeof(mem));
 	printf("%-10s %s\n", "memory", mem);
 	printf("%-10s %lld\n", "vcpus", (long long)json_integer_value(json_object_get(r, "vcpus")));
 	if (json_integer_value(json_object_get(r, "pid"))) {
@@ -262,8 +232,8 @@ static int checkpoint_all(struct ctlconn *c, const char *store, const char *tag,
 
 	msg = ctlconn_call(c, 1, "list", NULL, &e);
 	if (!msg || json_object_get(msg, "error")) {
-		fail(EXIT_FAIL, "list: %s",
-		     msg ? str(json_object_get(msg, "error"), "desc") : e.msg);
+		tool_fail(EXIT_FAIL, "list: %s",
+		          msg ? str(json_object_get(msg, "error"), "desc") : e.msg);
 		json_decref(msg);
 		json_decref(results);
 		return EXIT_FAIL;
@@ -294,7 +264,7 @@ static int checkpoint_all(struct ctlconn *c, const char *store, const char *tag,
 			one = json_pack("{s:s, s:s, s:s}", "name", name, "result", "failed",
 			                "error", why);
 			if (!raw)
-				fprintf(stderr, "hvctl: %s: checkpoint failed: %s\n", name, why);
+				tool_fail(0, "%s: checkpoint failed: %s", name, why);
 		} else {
 			json_t *ret = json_object_get(r, "return");
 
@@ -331,7 +301,6 @@ static int migrate_exec(int argc, char **argv)
 	const char *sock = NULL;
 	bool json = false;
 	char self[PATH_MAX], prog[PATH_MAX + 16], **v;
-	ssize_t n;
 	int i = 1, k = 0;
 
 	while (i < argc) {
@@ -346,15 +315,12 @@ static int migrate_exec(int argc, char **argv)
 	}
 	if (i >= argc || strcmp(argv[i], "migrate"))
 		return -1;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return fail(EXIT_FAIL, "/proc/self/exe: %s", strerror(errno));
-	self[n] = '\0';
-	*strrchr(self, '/') = '\0';
+	if (tool_self_dir(self, sizeof(self)) < 0)
+		return tool_fail(EXIT_FAIL, "/proc/self/exe: %s", strerror(errno));
 	snprintf(prog, sizeof(prog), "%s/hvmigrate", self);
 	v = calloc((size_t)argc + 6, sizeof(*v));
 	if (!v)
-		return fail(EXIT_FAIL, "out of memory");
+		return tool_fail(EXIT_FAIL, "out of memory");
 	v[k++] = prog;
 	v[k++] = "send";
 	for (i++; i < argc; i++)
@@ -367,7 +333,7 @@ static int migrate_exec(int argc, char **argv)
 		v[k++] = "--json";
 	execv(prog, v);
 	free(v);
-	return fail(EXIT_FAIL, "%s: %s", prog, strerror(errno));
+	return tool_fail(EXIT_FAIL, "%s: %s", prog, strerror(errno));
 }
 
 int hvctl_domain_main(int argc, char **argv)
@@ -403,75 +369,77 @@ int hvctl_domain_main(int argc, char **argv)
 		case 't': tag = optarg; break;
 		case 'f': full = true; break;
 		case 'a': all = true; break;
-		case ':': return fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
+		case ':':
+			return tool_fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return fail(EXIT_USAGE, "unknown option '%s' (see 'hvctl --help')",
-			            argv[optind - 1]);
+			return tool_fail(EXIT_USAGE, "unknown option '%s' (see 'hvctl --help')",
+			                 argv[optind - 1]);
 		}
 	}
 	if (optind >= argc)
-		return fail(EXIT_USAGE, "missing a domain command (see 'hvctl --help')");
+		return tool_fail(EXIT_USAGE, "missing a domain command (see 'hvctl --help')");
 	dc = dcmd_find(argv[optind]);
 	if (!dc)
-		return fail(EXIT_USAGE, "unknown domain command '%s' (see 'hvctl --help')",
-		            argv[optind]);
+		return tool_fail(EXIT_USAGE, "unknown domain command '%s' (see 'hvctl --help')",
+		                 argv[optind]);
 	npos = argc - optind - 1;
 	if (all && strcmp(dc->name, "checkpoint"))
-		return fail(EXIT_USAGE, "--all only goes with checkpoint");
+		return tool_fail(EXIT_USAGE, "--all only goes with checkpoint");
 	if (all && npos)
-		return fail(EXIT_USAGE, "checkpoint --all takes no NAME");
+		return tool_fail(EXIT_USAGE, "checkpoint --all takes no NAME");
 	if (all) {
 		if (!store || !*store)
-			return fail(EXIT_USAGE, "checkpoint: missing --store DIR");
+			return tool_fail(EXIT_USAGE, "checkpoint: missing --store DIR");
 		if (tag && (!*tag || strlen(tag) > 255))
-			return fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
-		if (absolute(store, abs_store, sizeof(abs_store)) < 0)
-			return fail(EXIT_USAGE, "--store %s: path too long", store);
+			return tool_fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
+		if (tool_absolute(store, abs_store, sizeof(abs_store)) < 0)
+			return tool_fail(EXIT_USAGE, "--store %s: path too long", store);
 		if (hvdconn_open(&c, hvdconn_default_socket(sock), 10000, &e) < 0) {
 			ctlconn_close(&c);
-			return fail(EXIT_NOHVD, "%s (is hvd running? see 'hvd status')", e.msg);
+			return tool_fail(EXIT_NOHVD, "%s (is hvd running? see 'hvd status')",
+			                 e.msg);
 		}
 		rc = checkpoint_all(&c, abs_store, tag, full, raw);
 		ctlconn_close(&c);
 		return rc;
 	}
 	if (npos < dc->min || npos > dc->max)
-		return fail(EXIT_USAGE, "usage: hvctl [--socket PATH] %s", dc->usage);
+		return tool_fail(EXIT_USAGE, "usage: hvctl [--socket PATH] %s", dc->usage);
 	if ((tag || full || (store && strcmp(dc->name, "restore"))) &&
 	    strcmp(dc->name, "checkpoint"))
-		return fail(EXIT_USAGE, "--store, --tag and --full only go with checkpoint "
-		                        "(and --store with restore)");
+		return tool_fail(EXIT_USAGE, "--store, --tag and --full only go with checkpoint "
+		                             "(and --store with restore)");
 	if (!strcmp(dc->name, "restore") && !store && npos < 1)
-		return fail(EXIT_USAGE, "usage: hvctl [--socket PATH] %s", dc->usage);
+		return tool_fail(EXIT_USAGE, "usage: hvctl [--socket PATH] %s", dc->usage);
 	if (!strcmp(dc->name, "console")) /* interactive: toolstack/hvctl_console.c */
-		return raw ? fail(EXIT_USAGE, "console: --json does not go with console")
+		return raw ? tool_fail(EXIT_USAGE, "console: --json does not go with console")
 		           : hvctl_console(hvdconn_default_socket(sock), argv[optind + 1]);
 	if (!strcmp(dc->name, "checkpoint") && (!store || !*store))
-		return fail(EXIT_USAGE, "checkpoint: missing --store DIR");
+		return tool_fail(EXIT_USAGE, "checkpoint: missing --store DIR");
 	if (tag && (!*tag || strlen(tag) > 255))
-		return fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
+		return tool_fail(EXIT_USAGE, "checkpoint: --tag must be 1 to 255 bytes");
 	if (!strcmp(dc->name, "restore") && store)
 		file = NULL, name = npos > 1 ? argv[optind + 2] : NULL;
 	else if (!strcmp(dc->name, "create") || !strcmp(dc->name, "restore"))
 		file = argv[optind + 1], name = npos > 1 ? argv[optind + 2] : NULL;
 	else
 		name = npos ? argv[optind + 1] : NULL, file = npos > 1 ? argv[optind + 2] : NULL;
-	if (file && (!*file || absolute(file, abs, sizeof(abs)) < 0))
-		return fail(EXIT_USAGE, "%s: FILE must be a path of 1 to %d bytes", dc->name,
-		            PATH_MAX - 1);
+	if (file && (!*file || tool_absolute(file, abs, sizeof(abs)) < 0))
+		return tool_fail(EXIT_USAGE, "%s: FILE must be a path of 1 to %d bytes", dc->name,
+		                 PATH_MAX - 1);
 	if (!strcmp(dc->name, "create")) {
 		args = create_args(file, &rc);
 		if (!args)
 			return rc;
 	} else if (!strcmp(dc->name, "checkpoint")) {
-		if (absolute(store, abs_store, sizeof(abs_store)) < 0)
-			return fail(EXIT_USAGE, "--store %s: path too long", store);
+		if (tool_absolute(store, abs_store, sizeof(abs_store)) < 0)
+			return tool_fail(EXIT_USAGE, "--store %s: path too long", store);
 		args = json_pack("{s:s, s:s, s:b}", "name", name, "store", abs_store, "full", full);
 		if (args && tag)
 			json_object_set_new(args, "tag", json_string(tag));
 	} else if (!strcmp(dc->name, "restore") && store) {
-		if (!*store || absolute(store, abs_store, sizeof(abs_store)) < 0)
-			return fail(EXIT_USAGE, "--store %s: path too long", store);
+		if (!*store || tool_absolute(store, abs_store, sizeof(abs_store)) < 0)
+			return tool_fail(EXIT_USAGE, "--store %s: path too long", store);
 		args = json_pack("{s:s}", "store", abs_store);
 		if (args && npos > 0)
 			json_object_set_new(args, "id", json_string(argv[optind + 1]));
@@ -485,28 +453,34 @@ int hvctl_domain_main(int argc, char **argv)
 			json_object_set_new(args, "file", json_string(abs));
 	}
 	if (dc->max && !args)
-		return fail(EXIT_FAIL, "cannot build the request (bad UTF-8 in a name?)");
+		return tool_fail(EXIT_FAIL, "cannot build the request (bad UTF-8 in a name?)");
 	sock = hvdconn_default_socket(sock);
 	if (hvdconn_open(&c, sock, 10000, &e) < 0) {
 		ctlconn_close(&c);
 		json_decref(args);
-		return fail(EXIT_NOHVD, "%s (is hvd running? see 'hvd status')", e.msg);
+		return tool_fail(EXIT_NOHVD, "%s (is hvd running? see 'hvd status')", e.msg);
 	}
-	if (!strcmp(dc->name, "checkpoint"))
+	if (!strcmp(dc->name, "checkpoint")) {
 		msg = checkpoint_call(&c, 1, args, name, raw, &e);
-	else
+	} else if (!strcmp(dc->name, "save") && !raw && isatty(STDERR_FILENO)) {
+		struct progress bar;
+
+		progress_init(&bar, stderr);
+		msg = progress_call(&c, 1, "save", args, name, &bar, &e);
+	} else {
 		msg = ctlconn_call(&c, 1, dc->name, args, &e);
+	}
 	json_decref(args);
 	ctlconn_close(&c);
 	if (!msg)
-		return fail(EXIT_FAIL, "%s", e.msg);
+		return tool_fail(EXIT_FAIL, "%s", e.msg);
 	err = json_object_get(msg, "error");
 	if (raw) {
 		json_dumpf(msg, stdout, JSON_COMPACT);
 		putchar('\n');
 	}
 	if (err)
-		rc = fail(EXIT_FAIL, "%s: %s", dc->name, str(err, "desc"));
+		rc = tool_fail(EXIT_FAIL, "%s: %s", dc->name, str(err, "desc"));
 	else if (!raw)
 		print_result(dc->name, name, file ? abs : NULL, json_object_get(msg, "return"));
 	rc = err ? EXIT_FAIL : 0;

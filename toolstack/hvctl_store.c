@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include "checkpoint/prune.h"
 #include "checkpoint/store.h"
 #include "toolstack/hvctl_store.h"
+#include "toolstack/tool.h"
 
 #define EXIT_FAIL  1
 #define EXIT_USAGE 2
@@ -143,21 +143,9 @@ struct args {
 	int npos;
 };
 
-static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("hvctl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return status;
-}
-
 static void on_wait(void *arg, const char *msg)
 {
-	fprintf(stderr, "hvctl: %s\n", msg);
+	tool_fail(0, "%s", msg);
 }
 
 static int open_store(const struct args *a, enum store_mode mode, struct store **s)
@@ -167,7 +155,7 @@ static int open_store(const struct args *a, enum store_mode mode, struct store *
 	struct hv_error e;
 
 	if (store_open_opts(a->dir, &o, s, &e) < 0)
-		return fail(EXIT_FAIL, "%s", e.msg);
+		return tool_fail(EXIT_FAIL, "%s", e.msg);
 	return 0;
 }
 
@@ -238,17 +226,17 @@ static int read_all(struct store *s, const char *vm, struct manifest ***ms, size
 	*ms = NULL;
 	*n = 0;
 	if (manifest_list(s, &ids, &cnt, &e) < 0)
-		return fail(EXIT_FAIL, "%s", e.msg);
+		return tool_fail(EXIT_FAIL, "%s", e.msg);
 	*ms = calloc(cnt + 1, sizeof(**ms));
 	if (!*ms) {
 		free(ids);
-		return fail(EXIT_FAIL, "out of memory");
+		return tool_fail(EXIT_FAIL, "out of memory");
 	}
 	for (size_t i = 0; i < cnt; i++) {
 		struct manifest *m;
 
 		if (manifest_read(s, ids[i], &m, &e) < 0) {
-			rc = fail(EXIT_FAIL, "%s", e.msg);
+			rc = tool_fail(EXIT_FAIL, "%s", e.msg);
 			continue;
 		}
 		if (vm && strcmp(vm, m->vm)) {
@@ -287,7 +275,7 @@ static int cmd_list(const struct args *a)
 	int rc;
 
 	if (a->npos)
-		return fail(EXIT_USAGE, "list: unexpected argument '%s'", a->pos[0]);
+		return tool_fail(EXIT_USAGE, "list: unexpected argument '%s'", a->pos[0]);
 	if (open_store(a, STORE_READ, &s))
 		return EXIT_FAIL;
 	rc = read_all(s, a->vm, &ms, &n);
@@ -326,12 +314,12 @@ static int cmd_show(const struct args *a)
 	struct store *s;
 
 	if (a->npos != 1)
-		return fail(EXIT_USAGE, "show: %s", a->npos ? "one ID only" : "missing ID");
+		return tool_fail(EXIT_USAGE, "show: %s", a->npos ? "one ID only" : "missing ID");
 	if (open_store(a, STORE_READ, &s))
 		return EXIT_FAIL;
 	if (manifest_read(s, a->pos[0], &m, &e) < 0 || store_usage(s, a->pos[0], &u, &e) < 0) {
 		store_close(s);
-		return fail(EXIT_FAIL, "%s", e.msg);
+		return tool_fail(EXIT_FAIL, "%s", e.msg);
 	}
 	if (a->json) {
 		json_t *o = manifest_json(m);
@@ -390,7 +378,7 @@ static int cmd_verify(const struct args *a)
 	int n;
 
 	if (a->npos)
-		return fail(EXIT_USAGE, "verify: unexpected argument '%s'", a->pos[0]);
+		return tool_fail(EXIT_USAGE, "verify: unexpected argument '%s'", a->pos[0]);
 	if (open_store(a, STORE_READ, &s)) {
 		json_decref(v.arr);
 		return EXIT_FAIL;
@@ -401,7 +389,7 @@ static int cmd_verify(const struct args *a)
 	store_close(s);
 	if (n < 0) {
 		json_decref(v.arr);
-		return fail(EXIT_FAIL, "%s", e.msg);
+		return tool_fail(EXIT_FAIL, "%s", e.msg);
 	}
 	if (a->json)
 		print_json(json_pack("{s:o, s:i, s:I, s:b}", "problems", v.arr, "count", n,
@@ -421,12 +409,12 @@ static int cmd_delete(const struct args *a)
 	int rc = 0, done = 0;
 
 	if (!a->npos)
-		return fail(EXIT_USAGE, "delete: missing ID");
+		return tool_fail(EXIT_USAGE, "delete: missing ID");
 	if (open_store(a, STORE_MAINT, &s))
 		return EXIT_FAIL;
 	for (int i = 0; i < a->npos; i++) {
 		if (manifest_delete(s, a->pos[i], &e) < 0) {
-			rc = fail(EXIT_FAIL, "delete: %s", e.msg);
+			rc = tool_fail(EXIT_FAIL, "delete: %s", e.msg);
 			continue;
 		}
 		done++;
@@ -475,7 +463,7 @@ static int run_gc(const struct args *a, struct store *s, json_t **js)
 	char b1[32], b2[32];
 
 	if (store_gc(s, &o, &g, &e) < 0)
-		return fail(EXIT_FAIL, "gc: %s", e.msg);
+		return tool_fail(EXIT_FAIL, "gc: %s", e.msg);
 	if (js)
 		*js = gc_json(&g, a->dry_run);
 	else
@@ -499,7 +487,7 @@ static int cmd_gc(const struct args *a)
 	int rc;
 
 	if (a->npos)
-		return fail(EXIT_USAGE, "gc: unexpected argument '%s'", a->pos[0]);
+		return tool_fail(EXIT_USAGE, "gc: unexpected argument '%s'", a->pos[0]);
 	if (open_store(a, STORE_MAINT, &s))
 		return EXIT_FAIL;
 	rc = run_gc(a, s, a->json ? &j : NULL);
@@ -522,24 +510,24 @@ static int cmd_prune(const struct args *a)
 	int rc;
 
 	if (a->npos)
-		return fail(EXIT_USAGE, "prune: unexpected argument '%s'", a->pos[0]);
+		return tool_fail(EXIT_USAGE, "prune: unexpected argument '%s'", a->pos[0]);
 	pol.tags = a->tags;
 	pol.ntags = a->ntags;
 	if (prune_policy_empty(&pol))
-		return fail(EXIT_USAGE, "prune: no --keep-* policy given: refusing to remove "
-		                        "every checkpoint");
+		return tool_fail(EXIT_USAGE, "prune: no --keep-* policy given: refusing to remove "
+		                             "every checkpoint");
 	if (open_store(a, a->dry_run ? STORE_READ : STORE_MAINT, &s))
 		return EXIT_FAIL;
 	/* Under the lock: no checkpoint can appear or go while the plan is made. */
 	rc = read_all(s, a->vm, &ms, &n);
 	if (rc) {
-		fail(EXIT_FAIL, "prune: a manifest cannot be read; nothing removed");
+		tool_fail(EXIT_FAIL, "prune: a manifest cannot be read; nothing removed");
 		goto out;
 	}
 	it = calloc(n + 1, sizeof(*it));
 	why = calloc(n + 1, sizeof(*why));
 	if (!it || !why) {
-		rc = fail(EXIT_FAIL, "out of memory");
+		rc = tool_fail(EXIT_FAIL, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -551,7 +539,7 @@ static int cmd_prune(const struct args *a)
 	for (size_t i = 0; i < n; i++) {
 		const char **tp = calloc(ms[i]->ntags + 1, sizeof(*tp));
 		if (!tp) {
-			rc = fail(EXIT_FAIL, "out of memory");
+			rc = tool_fail(EXIT_FAIL, "out of memory");
 			goto out;
 		}
 		for (size_t k = 0; k < ms[i]->ntags; k++)
@@ -559,7 +547,7 @@ static int cmd_prune(const struct args *a)
 		it[i].tags = tp;
 	}
 	if (prune_plan(it, n, &pol, why, &e) < 0) {
-		rc = fail(EXIT_USAGE, "prune: %s", e.msg);
+		rc = tool_fail(EXIT_USAGE, "prune: %s", e.msg);
 		goto out;
 	}
 	keep = json_array();
@@ -583,7 +571,7 @@ static int cmd_prune(const struct args *a)
 		if (!a->json)
 			printf("remove  %s  %s  %s\n", ms[i]->id, t, ms[i]->vm);
 		if (!a->dry_run && manifest_delete(s, ms[i]->id, &e) < 0) {
-			rc = fail(EXIT_FAIL, "prune: %s", e.msg);
+			rc = tool_fail(EXIT_FAIL, "prune: %s", e.msg);
 			goto out;
 		}
 	}
@@ -619,13 +607,13 @@ static int cmd_rebuild_index(const struct args *a)
 	int rc;
 
 	if (a->npos)
-		return fail(EXIT_USAGE, "rebuild-index: unexpected argument '%s'", a->pos[0]);
+		return tool_fail(EXIT_USAGE, "rebuild-index: unexpected argument '%s'", a->pos[0]);
 	if (open_store(a, STORE_MAINT, &s))
 		return EXIT_FAIL;
 	rc = store_rebuild_index(s, gc_line, &quiet, &st, &e);
 	store_close(s);
 	if (rc < 0)
-		return fail(EXIT_FAIL, "rebuild-index: %s", e.msg);
+		return tool_fail(EXIT_FAIL, "rebuild-index: %s", e.msg);
 	if (a->json)
 		print_json(json_pack(
 		    "{s:I, s:I, s:I, s:I, s:I}", "packs", (json_int_t)st.packs, "packs_bad",
@@ -652,7 +640,7 @@ static int parse_count(const char *opt, const char *v, int *out)
 	errno = 0;
 	n = strtol(v, &end, 10);
 	if (!*v || *end || errno || n < 0 || n > INT_MAX)
-		return fail(EXIT_USAGE, "%s: '%s' is not a count (or 'unlimited')", opt, v);
+		return tool_fail(EXIT_USAGE, "%s: '%s' is not a count (or 'unlimited')", opt, v);
 	*out = (int)n;
 	return 0;
 }
@@ -665,7 +653,8 @@ static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
 	errno = 0;
 	n = strtol(v, &end, 10);
 	if (!*v || *end || errno || n < lo || n > hi)
-		return fail(EXIT_USAGE, "%s: '%s' is not a number from %d to %d", opt, v, lo, hi);
+		return tool_fail(EXIT_USAGE, "%s: '%s' is not a number from %d to %d", opt, v, lo,
+		                 hi);
 	*out = (int)n;
 	return 0;
 }
@@ -723,35 +712,35 @@ int hvctl_store_main(int argc, char **argv)
 			return 0;
 		}
 	if (argc < 3)
-		return fail(EXIT_USAGE, "store: %s (see 'hvctl store --help')",
-		            argc < 2 ? "missing DIR and SUBCOMMAND" : "missing SUBCOMMAND");
+		return tool_fail(EXIT_USAGE, "store: %s (see 'hvctl store --help')",
+		                 argc < 2 ? "missing DIR and SUBCOMMAND" : "missing SUBCOMMAND");
 	a.dir = argv[1];
 	a.cmd = argv[2];
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		known |= !strcmp(a.cmd, cmds[i]);
 	if (!known)
-		return fail(EXIT_USAGE, "store: unknown subcommand '%s' (see 'hvctl store --help')",
-		            a.cmd);
+		return tool_fail(
+		    EXIT_USAGE, "store: unknown subcommand '%s' (see 'hvctl store --help')", a.cmd);
 	a.tags = calloc((size_t)argc, sizeof(*a.tags));
 	if (!a.tags)
-		return fail(EXIT_FAIL, "out of memory");
+		return tool_fail(EXIT_FAIL, "out of memory");
 	argc -= 2;
 	argv += 2;
 	optind = 1;
 	opterr = 0;
 	while (rc == 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		if (c == ':') {
-			rc = fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
+			rc = tool_fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
 			break;
 		}
 		if (c == '?') {
-			rc = fail(EXIT_USAGE, "store %s: unknown option '%s'", a.cmd,
-			          argv[optind - 1]);
+			rc = tool_fail(EXIT_USAGE, "store %s: unknown option '%s'", a.cmd,
+			               argv[optind - 1]);
 			break;
 		}
 		if (!allowed(a.cmd, c)) {
-			rc = fail(EXIT_USAGE, "store %s: option '%s' does not go with it", a.cmd,
-			          argv[optind - 1]);
+			rc = tool_fail(EXIT_USAGE, "store %s: option '%s' does not go with it",
+			               a.cmd, argv[optind - 1]);
 			break;
 		}
 		switch (c) {

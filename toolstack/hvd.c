@@ -7,13 +7,17 @@
  * its whole life, so the file is "locked" exactly while a daemon lives, however it died.
  * VMs are separate processes in sessions of their own, so stopping (or killing) the
  * daemon never stops a VM; the next daemon finds them again from STATE/domains.
+ *
+ * Settings come from the command line, then the environment (HVD_STATE_DIR, HVD_SOCKET),
+ * then the config file (hvd_conf.h), then the defaults. The log is stderr, pointed at a
+ * file (--log, or STATE/hvd.log for a daemon that `hvd start` put in the background), so
+ * the messages of hvd's hvmigrate listener, which inherits stderr, land there too.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +27,9 @@
 #include <unistd.h>
 
 #include "toolstack/hvd.h"
+#include "toolstack/hvd_conf.h"
 #include "toolstack/hvdconn.h"
+#include "toolstack/tool.h"
 
 #define EXIT_FAIL        1
 #define EXIT_USAGE       2
@@ -32,7 +38,7 @@
 #define WAIT_MS          30000
 
 static const char usage[] =
-    "usage: hvd [OPTIONS] start|stop|restart|status\n"
+    "usage: hvd [OPTIONS] start|stop|restart|status [--json]\n"
     "       hvd [OPTIONS] --foreground\n"
     "\n"
     "The hv domain daemon: runs one hv process per domain and serves the API that\n"
@@ -41,8 +47,13 @@ static const char usage[] =
     "  start             start the daemon in the background, unless one runs\n"
     "  stop              stop the daemon; its VMs keep running\n"
     "  restart           stop, then start\n"
-    "  status            say whether it runs, its pid and its domains (exit 0 or 3)\n"
+    "  status            say whether it runs, its pid and its domains (exit 0 or 3);\n"
+    "                    --json: as one JSON object\n"
     "  -f, --foreground  run the daemon attached (systemd, tests); logs on stderr\n"
+    "  -c, --config FILE    settings (default $HVD_CONFIG, else /etc/hv/hvd.conf if it\n"
+    "                       exists; '' for none); the options here override it\n"
+    "  -l, --log FILE       log to FILE (appended; reopened on SIGHUP), not stderr;\n"
+    "                       'hvd start' logs to STATE/hvd.log without it\n"
     "  -d, --state-dir DIR  state directory (default $HVD_STATE_DIR or /var/lib/hv)\n"
     "  -s, --socket PATH    API socket (default $HVD_SOCKET or /run/hvd.sock)\n"
     "      --hv PATH        the hv program (default: hv next to hvd)\n"
@@ -50,22 +61,36 @@ static const char usage[] =
     "                       unix:PATH) through hvmigrate recv, as domains\n"
     "      --tls-cert F --tls-key F --tls-ca F  ... over TLS 1.3 only\n"
     "      --tls-client-name N  ... only from senders certified for the name N\n"
+    "      --autostart, --no-autostart  start the autostart domains when the daemon\n"
+    "                       starts, or not (default: yes)\n"
     "  -h, --help        show this help\n"
     "      --version     print the version\n"
     "\n"
     "Exit status: 0 on success; 1 on failure; 2 for bad arguments; status: 3 when no\n"
     "daemon runs, 4 when one holds the pid file but does not answer on the socket.\n";
 
-static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fmt, ...)
-{
-	va_list ap;
+/* The log file ("" for stderr as it came), and whether autostart domains start. */
+static char log_path[PATH_MAX];
+static bool autostart = true;
 
-	fputs("hvd: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return status;
+/*
+ * Point stdout and stderr at @path, opened for appending. stderr stays unbuffered, so a
+ * line is one write(2) and lines of hvd and of its listener never interleave.
+ */
+static int log_open(const char *path, struct hv_error *err)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return hv_fail(err, errno, "%s: %s", path, strerror(errno));
+	fflush(stdout);
+	if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0) {
+		hv_fail(err, errno, "%s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
 }
 
 /* mkdir -p for one level under an existing parent, private to the owner. */
@@ -206,6 +231,18 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* SIGHUP with a log file: logrotate has moved it away; write to a new one at the path. */
+static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct hv_error err = {0};
+
+	if (log_open(log_path, &err) < 0)
+		fprintf(stderr, "hvd: SIGHUP: cannot reopen the log: %s; logging on here\n",
+		        err.msg);
+	else
+		fprintf(stderr, "hvd: SIGHUP: reopened the log %s\n", log_path);
+}
+
 /*
  * Run the daemon until SIGTERM or SIGINT. @ready_fd (or -1) gets one byte once the
  * socket is listening. Returns the exit status.
@@ -214,39 +251,47 @@ static int run_daemon(struct hvd *h, int ready_fd)
 {
 	struct hv_error err = {0};
 	char path[PATH_MAX + 16], buf[32];
-	ev_signal term_w, int_w;
+	ev_signal term_w, int_w, hup_w;
 	int fd, n = 0, len;
 
 	pidfile_path(h, path, sizeof(path));
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return fail(EXIT_FAIL, "%s: %s", path, strerror(errno));
+		return tool_fail(EXIT_FAIL, "%s: %s", path, strerror(errno));
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		close(fd);
-		return fail(EXIT_FAIL, "already running (pid %d, %s)", (int)running_pid(h), path);
+		return tool_fail(EXIT_FAIL, "already running (pid %d, %s)", (int)running_pid(h),
+		                 path);
 	}
 	len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)len, 0) != len)
-		return fail(EXIT_FAIL, "%s: %s", path, strerror(errno));
+		return tool_fail(EXIT_FAIL, "%s: %s", path, strerror(errno));
 	h->loop = ev_default_loop(EVFLAG_AUTO);
 	if (!h->loop)
-		return fail(EXIT_FAIL, "cannot create the event loop");
+		return tool_fail(EXIT_FAIL, "cannot create the event loop");
 	signal(SIGPIPE, SIG_IGN);
+	/* Without a log file, ignored as before: the children (the listener) inherit that. */
 	signal(SIGHUP, SIG_IGN);
 	ev_signal_init(&term_w, stop_cb, SIGTERM);
 	ev_signal_init(&int_w, stop_cb, SIGINT);
+	ev_signal_init(&hup_w, hup_cb, SIGHUP);
 	ev_signal_start(h->loop, &term_w);
 	ev_signal_start(h->loop, &int_w);
+	if (log_path[0])
+		ev_signal_start(h->loop, &hup_w);
 	if (hvd_listen(h, &err) < 0) {
 		unlink(path);
-		return fail(EXIT_FAIL, "%s", err.msg);
+		return tool_fail(EXIT_FAIL, "%s", err.msg);
 	}
 	if (hvd_load_domains(h, &err) < 0) {
 		hvd_server_close(h);
 		unlink(path);
-		return fail(EXIT_FAIL, "%s", err.msg);
+		return tool_fail(EXIT_FAIL, "%s", err.msg);
 	}
-	hvd_autostart(h);
+	if (autostart)
+		hvd_autostart(h);
+	else
+		fprintf(stderr, "hvd: autostart off: autostart domains left as they are\n");
 	if (h->mig_listen && hvd_listener_start(h, &err) < 0)
 		fprintf(stderr, "hvd: migration listener: %s\n", err.msg);
 	for (struct domain *d = h->domains; d; d = d->next)
@@ -275,7 +320,7 @@ static int run_daemon(struct hvd *h, int ready_fd)
 
 static int cmd_start(struct hvd *h)
 {
-	char log[PATH_MAX + 16];
+	const char *log = log_path;
 	int p[2], nd, nr, logfd, nullfd;
 	pid_t pid = running_pid(h);
 	struct pollfd pf;
@@ -289,15 +334,18 @@ static int cmd_start(struct hvd *h)
 		printf("hvd: already running (an hvd answers on %s)\n", h->sock_path);
 		return 0;
 	}
-	snprintf(log, sizeof(log), "%s/hvd.log", h->state_dir);
+	/* In the background, stderr goes nowhere: a log file it is, by default in STATE. */
+	if (!log[0] && snprintf(log_path, sizeof(log_path), "%s/hvd.log", h->state_dir) >=
+	                   (int)sizeof(log_path))
+		return tool_fail(EXIT_FAIL, "%s/hvd.log: path too long", h->state_dir);
 	logfd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (logfd < 0 || nullfd < 0 || pipe2(p, O_CLOEXEC) < 0)
-		return fail(EXIT_FAIL, "%s: %s", log, strerror(errno));
+		return tool_fail(EXIT_FAIL, "%s: %s", log, strerror(errno));
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
-		return fail(EXIT_FAIL, "fork: %s", strerror(errno));
+		return tool_fail(EXIT_FAIL, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		/* Twice, so the daemon is no session leader and never gets a terminal. */
 		setsid();
@@ -316,10 +364,11 @@ static int cmd_start(struct hvd *h)
 	close(nullfd);
 	pf = (struct pollfd){.fd = p[0], .events = POLLIN};
 	if (poll(&pf, 1, WAIT_MS) == 1 && read(p[0], &b, 1) == 1) {
-		printf("hvd: started (pid %d, socket %s)\n", (int)running_pid(h), h->sock_path);
+		printf("hvd: started (pid %d, socket %s, log %s)\n", (int)running_pid(h),
+		       h->sock_path, log);
 		return 0;
 	}
-	return fail(EXIT_FAIL, "the daemon did not start; see %s", log);
+	return tool_fail(EXIT_FAIL, "the daemon did not start; see %s", log);
 }
 
 static int cmd_stop(struct hvd *h)
@@ -331,8 +380,8 @@ static int cmd_stop(struct hvd *h)
 		return 0;
 	}
 	if (pid < 0 || kill(pid, SIGTERM) < 0)
-		return fail(EXIT_FAIL, "cannot signal the daemon (pid %d): %s", (int)pid,
-		            strerror(errno));
+		return tool_fail(EXIT_FAIL, "cannot signal the daemon (pid %d): %s", (int)pid,
+		                 strerror(errno));
 	for (int i = 0; i < WAIT_MS / 50; i++) {
 		struct timespec ts = {0, 50 * 1000000L};
 		if (!running_pid(h)) {
@@ -341,19 +390,42 @@ static int cmd_stop(struct hvd *h)
 		}
 		nanosleep(&ts, NULL);
 	}
-	return fail(EXIT_FAIL, "pid %d did not stop within %d s", (int)pid, WAIT_MS / 1000);
+	return tool_fail(EXIT_FAIL, "pid %d did not stop within %d s", (int)pid, WAIT_MS / 1000);
 }
 
-static int cmd_status(struct hvd *h)
+/* status --json: one object, whatever the answer; @pid 0 when no daemon runs. */
+static void status_json(const struct hvd *h, pid_t pid, bool answers, int nd, int nr)
+{
+	json_t *o = json_pack("{s:b, s:s, s:s}", "running", pid != 0, "socket", h->sock_path,
+	                      "state_dir", h->state_dir);
+
+	if (o && pid)
+		json_object_update_new(
+		    o, json_pack("{s:I, s:b}", "pid", (json_int_t)pid, "answers", answers));
+	if (o && answers)
+		json_object_update_new(
+		    o, json_pack("{s:i, s:i}", "domains", nd, "domains_running", nr));
+	if (o)
+		json_dumpf(o, stdout, JSON_COMPACT);
+	putchar('\n');
+	json_decref(o);
+}
+
+static int cmd_status(struct hvd *h, bool json)
 {
 	pid_t pid = running_pid(h);
 	int nd = 0, nr = 0;
+	bool answers = pid && socket_answers(h, &nd, &nr);
 
+	if (json) {
+		status_json(h, pid, answers, nd, nr);
+		return !pid ? EXIT_NOT_RUNNING : !answers ? EXIT_NO_ANSWER : 0;
+	}
 	if (!pid) {
 		printf("hvd: not running (state %s)\n", h->state_dir);
 		return EXIT_NOT_RUNNING;
 	}
-	if (!socket_answers(h, &nd, &nr)) {
+	if (!answers) {
 		printf("hvd: pid %d holds %s/hvd.pid but %s does not answer\n", (int)pid,
 		       h->state_dir, h->sock_path);
 		return EXIT_NO_ANSWER;
@@ -363,76 +435,144 @@ static int cmd_status(struct hvd *h)
 	return 0;
 }
 
+/*
+ * Read the config file: @opt (--config), else $HVD_CONFIG, else HVD_CONF_DEFAULT if it
+ * exists; "" for none. Returns 0, or the exit status (said why).
+ */
+static int read_conf(const char *opt, struct hvd_conf *conf)
+{
+	const char *path = opt ? opt : getenv("HVD_CONFIG");
+	struct hv_error err = {0};
+
+	memset(conf, 0, sizeof(*conf));
+	conf->autostart = -1;
+	if (!path || (!opt && !*path)) {
+		path = HVD_CONF_DEFAULT;
+		if (access(path, F_OK) < 0 && errno == ENOENT)
+			return 0;
+	}
+	if (!*path)
+		return 0;
+	if (hvd_conf_load(path, conf, &err) < 0)
+		return tool_fail(EXIT_USAGE, "%s", err.msg);
+	return 0;
+}
+
+/* @opt, else $@env when set and not empty, else @conf, else @def. */
+static const char *pick(const char *opt, const char *env, const char *conf, const char *def)
+{
+	const char *e = env ? getenv(env) : NULL;
+
+	return opt ? opt : e && *e ? e : conf ? conf : def;
+}
+
 int main(int argc, char **argv)
 {
+	enum { O_HV = 256, O_LISTEN, O_CERT, O_KEY, O_CA, O_NAME, O_AUTO, O_NOAUTO, O_JSON, O_VER };
 	static const struct option opts[] = {
 	    {"foreground", no_argument, NULL, 'f'},
+	    {"config", required_argument, NULL, 'c'},
+	    {"log", required_argument, NULL, 'l'},
 	    {"state-dir", required_argument, NULL, 'd'},
 	    {"socket", required_argument, NULL, 's'},
-	    {"hv", required_argument, NULL, 'H'},
-	    {"migrate-listen", required_argument, NULL, 'L'},
-	    {"tls-cert", required_argument, NULL, 'c'},
-	    {"tls-key", required_argument, NULL, 'k'},
-	    {"tls-ca", required_argument, NULL, 'a'},
-	    {"tls-client-name", required_argument, NULL, 'N'},
+	    {"hv", required_argument, NULL, O_HV},
+	    {"migrate-listen", required_argument, NULL, O_LISTEN},
+	    {"tls-cert", required_argument, NULL, O_CERT},
+	    {"tls-key", required_argument, NULL, O_KEY},
+	    {"tls-ca", required_argument, NULL, O_CA},
+	    {"tls-client-name", required_argument, NULL, O_NAME},
+	    {"autostart", no_argument, NULL, O_AUTO},
+	    {"no-autostart", no_argument, NULL, O_NOAUTO},
+	    {"json", no_argument, NULL, O_JSON},
 	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
+	    {"version", no_argument, NULL, O_VER},
 	    {0},
 	};
-	static struct hvd h = {.lfd = -1};
-	const char *state = getenv("HVD_STATE_DIR"), *sock = NULL, *hv = NULL, *cmd = NULL;
+	static struct hvd h;
+	static struct hvd_conf conf; /* h.mig_tls may point into it: it lives on */
+	const char *state = NULL, *sock = NULL, *hv = NULL, *cmd = NULL, *config = NULL;
+	const char *log = NULL, *listen = NULL, *tls[4] = {NULL};
 	struct hv_error err = {0};
-	bool fg = false;
-	int c, rc;
+	bool fg = false, json = false;
+	int c, rc, autostart_opt = -1;
 
-	if (!state || !*state)
-		state = HVD_DEFAULT_STATE_DIR;
+	tool_init("hvd");
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":fd:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":fc:l:d:s:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fg = true; break;
+		case 'c': config = optarg; break;
+		case 'l': log = optarg; break;
 		case 'd': state = optarg; break;
 		case 's': sock = optarg; break;
-		case 'H': hv = optarg; break;
-		case 'L': h.mig_listen = optarg; break;
-		case 'c': h.mig_tls[0] = optarg; break;
-		case 'k': h.mig_tls[1] = optarg; break;
-		case 'a': h.mig_tls[2] = optarg; break;
-		case 'N': h.mig_tls[3] = optarg; break;
+		case O_HV: hv = optarg; break;
+		case O_LISTEN: listen = optarg; break;
+		case O_CERT: tls[0] = optarg; break;
+		case O_KEY: tls[1] = optarg; break;
+		case O_CA: tls[2] = optarg; break;
+		case O_NAME: tls[3] = optarg; break;
+		case O_AUTO: autostart_opt = 1; break;
+		case O_NOAUTO: autostart_opt = 0; break;
+		case O_JSON: json = true; break;
 		case 'h': fputs(usage, stdout); return 0;
-		case 'V': printf("hvd %s\n", HV_VERSION); return 0;
-		case ':': return fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
+		case O_VER: printf("hvd %s\n", HV_VERSION); return 0;
+		case ':':
+			return tool_fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return fail(EXIT_USAGE, "unknown option '%s' (see 'hvd --help')",
-			            argv[optind - 1]);
+			return tool_fail(EXIT_USAGE, "unknown option '%s' (see 'hvd --help')",
+			                 argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
 		cmd = argv[optind];
 	if (optind + 1 < argc)
-		return fail(EXIT_USAGE, "unexpected argument '%s'", argv[optind + 1]);
+		return tool_fail(EXIT_USAGE, "unexpected argument '%s'", argv[optind + 1]);
 	if (fg == !!cmd)
-		return fail(EXIT_USAGE, "%s (see 'hvd --help')",
-		            fg ? "--foreground takes no command"
-		               : "missing command: start, stop, restart or status");
+		return tool_fail(EXIT_USAGE, "%s (see 'hvd --help')",
+		                 fg ? "--foreground takes no command"
+		                    : "missing command: start, stop, restart or status");
 	if (cmd && strcmp(cmd, "start") && strcmp(cmd, "stop") && strcmp(cmd, "restart") &&
 	    strcmp(cmd, "status"))
-		return fail(EXIT_USAGE, "unknown command '%s' (see 'hvd --help')", cmd);
-	if ((h.mig_tls[0] || h.mig_tls[1] || h.mig_tls[2] || h.mig_tls[3]) && !h.mig_listen)
-		return fail(EXIT_USAGE, "the --tls-* options go with --migrate-listen");
+		return tool_fail(EXIT_USAGE, "unknown command '%s' (see 'hvd --help')", cmd);
+	if (json && (!cmd || strcmp(cmd, "status")))
+		return tool_fail(EXIT_USAGE, "--json only goes with status");
+	if ((rc = read_conf(config, &conf)) != 0)
+		return rc;
+	/* The command line first, then the environment, then the file, then the defaults. */
+	state = pick(state, "HVD_STATE_DIR", conf.state_dir, HVD_DEFAULT_STATE_DIR);
+	sock = pick(sock, "HVD_SOCKET", conf.socket, HVD_DEFAULT_SOCKET);
+	hv = pick(hv, NULL, conf.hv, NULL);
+	log = pick(log, NULL, conf.log, NULL);
+	autostart = autostart_opt >= 0 ? autostart_opt : conf.autostart != 0;
+	h.mig_listen = pick(listen, NULL, conf.migrate_listen, NULL);
+	/* TLS in the file is for whenever hvd listens; on the command line it asks to. */
+	if ((tls[0] || tls[1] || tls[2] || tls[3]) && !h.mig_listen)
+		return tool_fail(EXIT_USAGE, "the --tls-* options go with --migrate-listen");
+	if (h.mig_listen) {
+		h.mig_tls[0] = pick(tls[0], NULL, conf.tls_cert, NULL);
+		h.mig_tls[1] = pick(tls[1], NULL, conf.tls_key, NULL);
+		h.mig_tls[2] = pick(tls[2], NULL, conf.tls_ca, NULL);
+		h.mig_tls[3] = pick(tls[3], NULL, conf.tls_client_name, NULL);
+	}
 	if (h.mig_listen && (h.mig_tls[0] || h.mig_tls[1] || h.mig_tls[2]) &&
 	    !(h.mig_tls[0] && h.mig_tls[1] && h.mig_tls[2]))
-		return fail(EXIT_USAGE, "TLS needs all of --tls-cert, --tls-key and --tls-ca");
+		return tool_fail(EXIT_USAGE, "TLS needs all of --tls-cert, --tls-key and --tls-ca");
 	if (h.mig_listen && h.mig_tls[3] && !h.mig_tls[0])
-		return fail(EXIT_USAGE, "--tls-client-name needs TLS (--tls-cert ...)");
+		return tool_fail(EXIT_USAGE, "--tls-client-name needs TLS (--tls-cert ...)");
 	if (h.mig_listen && (absolute_tls(&h) < 0))
-		return fail(EXIT_USAGE, "a --tls-* file path is too long");
-	if (setup_paths(&h, state, hvdconn_default_socket(sock), hv, &err) < 0)
-		return fail(EXIT_FAIL, "%s", err.msg);
+		return tool_fail(EXIT_USAGE, "a --tls-* file path is too long");
+	/* Absolute: the daemon runs from "/", and reopens the log there on SIGHUP. */
+	if (log && (!*log || tool_absolute(log, log_path, sizeof(log_path)) < 0))
+		return tool_fail(EXIT_USAGE, "--log '%s': must be a path of 1 to %d bytes", log,
+		                 PATH_MAX - 1);
+	if (setup_paths(&h, state, sock, hv, &err) < 0)
+		return tool_fail(EXIT_FAIL, "%s", err.msg);
+	if (fg && log_path[0] && log_open(log_path, &err) < 0)
+		return tool_fail(EXIT_FAIL, "%s", err.msg);
 	if (fg)
 		return run_daemon(&h, -1);
 	if (!strcmp(cmd, "status"))
-		return cmd_status(&h);
+		return cmd_status(&h, json);
 	if (!strcmp(cmd, "stop"))
 		return cmd_stop(&h);
 	if (!strcmp(cmd, "restart") && (rc = cmd_stop(&h)) != 0)

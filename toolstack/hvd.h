@@ -33,7 +33,8 @@
 #define HVD_DEFAULT_SOCKET    "/run/hvd.sock"
 #define HVD_START_TIMEOUT     30.0 /* s for a new VM's control socket to answer */
 
-struct client;
+struct jsonl_server;
+struct jsonl_client;
 
 struct hvd {
 	struct ev_loop *loop;
@@ -41,12 +42,9 @@ struct hvd {
 	char dom_dir[PATH_MAX]; /* STATE/domains: NAME.cfg, NAME.state, NAME.log */
 	char run_dir[PATH_MAX]; /* STATE/run: NAME.sock, the VMs' control sockets */
 	char sock_path[108];
-	char hv_path[PATH_MAX]; /* the hv program */
-	int lfd;
-	ev_io accept_w;
+	char hv_path[PATH_MAX];   /* the hv program */
+	struct jsonl_server *api; /* the API socket; NULL when not listening */
 	struct domain *domains;
-	struct client *clients;
-	unsigned nclients;
 	/* Incoming migrations (--migrate-listen): an `hvmigrate recv` child, or none. */
 	const char *mig_listen; /* ADDR, or NULL when hvd takes no migrations */
 	const char *mig_tls[4]; /* --tls-cert, --tls-key, --tls-ca, --tls-client-name */
@@ -60,8 +58,8 @@ struct hvd {
 /* A request whose reply is still to come. */
 struct hvd_op {
 	struct hvd *hvd;
-	struct client *c; /* a reference; NULL for hvd's own operations (autostart) */
-	json_t *id;       /* a reference, or NULL */
+	struct jsonl_client *c; /* a reference; NULL for hvd's own operations (autostart) */
+	json_t *id;             /* a reference, or NULL */
 	enum hvd_cmd cmd;
 	struct domain *d;
 	json_t *ret;         /* a reply kept for later (save: sent once the VM has ended) */
@@ -70,7 +68,9 @@ struct hvd_op {
 };
 
 /* hvd_server.c */
+/* hvd_listen - serve the API on h->sock_path (mode 0600; a stale socket is replaced). */
 int hvd_listen(struct hvd *h, struct hv_error *err);
+/* hvd_server_close - close the clients (with what they take at once) and the socket. */
 void hvd_server_close(struct hvd *h);
 /* hvd_op_done - send the reply of @op (@ret borrowed, NULL for {}) and free @op. */
 void hvd_op_done(struct hvd_op *op, enum control_class c, json_t *ret, const char *desc);

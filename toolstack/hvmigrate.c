@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +31,7 @@
 #include "toolstack/progress.h"
 #include "toolstack/size.h"
 #include "toolstack/vmsig.h"
+#include "toolstack/tool.h"
 
 #ifndef HV_VERSION
 #define HV_VERSION "0.1.0"
@@ -111,26 +111,14 @@ static const char usage_recv[] =
     "                         it has the name) before its pages come (hvd runs this)\n"
     "  -h, --help             this help\n";
 
-static __attribute__((format(printf, 2, 3))) int fail(int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("hvmigrate: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return status;
-}
-
 static int parse_uint(const char *opt, const char *s, uint64_t max, uint64_t *out)
 {
 	char *end;
 
 	errno = 0;
 	if (*s < '0' || *s > '9' || (*out = strtoull(s, &end, 10), errno) || *end || *out > max)
-		return fail(EXIT_USAGE, "%s '%s': expected a number from 0 to %llu", opt, s,
-		            (unsigned long long)max);
+		return tool_fail(EXIT_USAGE, "%s '%s': expected a number from 0 to %llu", opt, s,
+		                 (unsigned long long)max);
 	return 0;
 }
 
@@ -262,16 +250,18 @@ static int watch(struct ctlconn *c, bool json, bool tty, const char *name)
 		line = ctlconn_line(c, 200);
 		if (!line && errno != ETIMEDOUT && name)
 			/* The migration runs in hv, not hvd: it may still complete. */
-			return fail(EXIT_IN_DOUBT,
-			            "%s: hvd closed the connection before the migration ended; "
-			            "'hvctl info %s' tells where the VM is",
-			            c->path, name);
+			return tool_fail(
+			    EXIT_IN_DOUBT,
+			    "%s: hvd closed the connection before the migration ended; "
+			    "'hvctl info %s' tells where the VM is",
+			    c->path, name);
 		if (!line) {
 			if (errno == ETIMEDOUT)
 				continue;
-			return fail(EXIT_FAIL,
-			            "%s: hv closed the connection before the migration ended%s%s",
-			            c->path, errno ? ": " : "", errno ? strerror(errno) : "");
+			return tool_fail(
+			    EXIT_FAIL,
+			    "%s: hv closed the connection before the migration ended%s%s", c->path,
+			    errno ? ": " : "", errno ? strerror(errno) : "");
 		}
 		msg = json_loads(line, 0, NULL);
 		free(line);
@@ -367,7 +357,7 @@ static int send_with(json_t *args, int argc, char **argv)
 			break;
 		case 'b':
 			if (size_parse(optarg, &v, &err) < 0)
-				return fail(EXIT_USAGE, "--bandwidth: %s", err.msg);
+				return tool_fail(EXIT_USAGE, "--bandwidth: %s", err.msg);
 			json_object_set_new(args, "bandwidth", json_integer((json_int_t)v));
 			break;
 		case 'z':
@@ -375,8 +365,9 @@ static int send_with(json_t *args, int argc, char **argv)
 			if (colon) {
 				*colon = '\0';
 				if (strcmp(optarg, "zstd") || !parse_level(colon + 1, &v))
-					return fail(EXIT_USAGE, "--compress: expected zstd[:LEVEL] "
-					                        "(LEVEL 1-19) or none");
+					return tool_fail(EXIT_USAGE,
+					                 "--compress: expected zstd[:LEVEL] "
+					                 "(LEVEL 1-19) or none");
 				json_object_set_new(args, "zstd-level",
 				                    json_integer((json_int_t)v));
 			}
@@ -402,46 +393,47 @@ static int send_with(json_t *args, int argc, char **argv)
 		case 'D': json_object_set_new(args, "delta", json_false()); break;
 		case 'M':
 			if (size_parse(optarg, &v, &err) < 0)
-				return fail(EXIT_USAGE, "--max-bytes: %s", err.msg);
+				return tool_fail(EXIT_USAGE, "--max-bytes: %s", err.msg);
 			json_object_set_new(args, "max-bytes", json_integer((json_int_t)v));
 			break;
 		case 'C':
 			if (size_parse(optarg, &v, &err) < 0)
-				return fail(EXIT_USAGE, "--delta-cache: %s", err.msg);
+				return tool_fail(EXIT_USAGE, "--delta-cache: %s", err.msg);
 			json_object_set_new(args, "delta-cache", json_integer((json_int_t)v));
 			break;
 		case 'j': json = true; break;
 		case 'S': hvd_sock = optarg; break;
 		case 'h': fputs(usage_send, stdout); return 0;
 		default:
-			return fail(EXIT_USAGE,
-			            "send: unknown or incomplete option '%s' (see "
-			            "'hvmigrate send --help')",
-			            argv[optind - 1]);
+			return tool_fail(EXIT_USAGE,
+			                 "send: unknown or incomplete option '%s' (see "
+			                 "'hvmigrate send --help')",
+			                 argv[optind - 1]);
 		}
 	}
 	if (argc - optind != 2)
-		return fail(EXIT_USAGE, "send: expected VM and ADDR (see 'hvmigrate send --help')");
+		return tool_fail(EXIT_USAGE,
+		                 "send: expected VM and ADDR (see 'hvmigrate send --help')");
 	json_object_set_new(args, "uri", json_string(argv[optind + 1]));
 	if (hvd_sock || hvm_is_domain(argv[optind])) {
 		name = argv[optind];
 		if (hvm_hvd_migrate(&c, hvdconn_default_socket(hvd_sock), name, args, &err) < 0) {
 			ctlconn_close(&c);
-			return fail(EXIT_FAIL, "%s", err.msg);
+			return tool_fail(EXIT_FAIL, "%s", err.msg);
 		}
 		goto follow;
 	}
 	if (ctlconn_open(&c, argv[optind], &err) < 0) {
 		ctlconn_close(&c);
-		return fail(EXIT_FAIL, "%s", err.msg);
+		return tool_fail(EXIT_FAIL, "%s", err.msg);
 	}
 	r = ctlconn_call(&c, 1, "migrate", args, &err);
 	if (!r || json_object_get(r, "error")) {
-		rc =
-		    fail(EXIT_FAIL, "%s",
-		         r ? json_string_value(json_object_get(json_object_get(r, "error"), "desc"))
-		                 ?: "migrate failed"
-		           : err.msg);
+		rc = tool_fail(
+		    EXIT_FAIL, "%s",
+		    r ? json_string_value(json_object_get(json_object_get(r, "error"), "desc"))
+		            ?: "migrate failed"
+		      : err.msg);
 		json_decref(r);
 		ctlconn_close(&c);
 		return rc;
@@ -461,7 +453,7 @@ static int cmd_send(int argc, char **argv)
 	int rc;
 
 	if (!args)
-		return fail(EXIT_FAIL, "out of memory");
+		return tool_fail(EXIT_FAIL, "out of memory");
 	rc = send_with(args, argc, argv);
 	json_decref(args);
 	return rc;
@@ -561,7 +553,7 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	if (o->console) {
 		out = open(o->console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (out < 0)
-			return fail(EXIT_FAIL, "%s: %s", o->console, strerror(errno));
+			return tool_fail(EXIT_FAIL, "%s: %s", o->console, strerror(errno));
 	}
 	if (o->hvd)
 		hvm_admit_setup(o->hvd, out); /* dup2s the domain's log over out: conmux's too */
@@ -571,7 +563,7 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 	cin = o->console ? -1 : STDIN_FILENO;
 	/* Its socket comes once the VM runs here, under the VM's name (%n). */
 	if (o->console_sock && !(cm = conmux_start(NULL, out, &cout, &cin, &err)))
-		return fail(EXIT_FAIL, "%s", err.msg);
+		return tool_fail(EXIT_FAIL, "%s", err.msg);
 	/*
 	 * A connection that fails before it has described a VM (a port scanner, a client
 	 * with the wrong certificate, plaintext against TLS, one that says nothing) is
@@ -602,13 +594,17 @@ static int recv_one(struct chan_listener *l, struct chan_tls *tls, const struct 
 		}
 		close(accepted_fd);
 	}
-	if (rc < 0) /* no VM: the UART is gone */
+	if (rc < 0) { /* no VM: the UART is gone; nor will the listener serve again */
 		conmux_stop(cm);
+		if (accepted_fd < 0)
+			chan_listener_close(l);
+	}
 	if (rc < 0 && vmsig_pending(&sig))
-		return fail(128 + vmsig_pending(&sig), "interrupted by SIG%s; no VM was received",
-		            sigabbrev_np(vmsig_pending(&sig)) ?: "?");
+		return tool_fail(128 + vmsig_pending(&sig),
+		                 "interrupted by SIG%s; no VM was received",
+		                 sigabbrev_np(vmsig_pending(&sig)) ?: "?");
 	if (rc < 0)
-		return fail(EXIT_FAIL, "%s", err.msg);
+		return tool_fail(EXIT_FAIL, "%s", err.msg);
 	if (accepted_fd >= 0)
 		close(chan_listener_fd(l)); /* the parent's: its socket file stays */
 	else
@@ -658,16 +654,16 @@ static int recv_loop(struct chan_listener *l, struct chan_tls *tls, struct recv_
 		if (poll(&p, 1, 1000) <= 0)
 			continue;
 		if (pipe2(pfd, O_CLOEXEC) < 0)
-			return fail(EXIT_FAIL, "pipe: %s", strerror(errno));
+			return tool_fail(EXIT_FAIL, "pipe: %s", strerror(errno));
 		pid = fork();
 		seq++;
 		if (pid < 0)
-			return fail(EXIT_FAIL, "fork: %s", strerror(errno));
+			return tool_fail(EXIT_FAIL, "fork: %s", strerror(errno));
 		if (pid == 0) {
 			struct hv_error err = {0};
 			close(pfd[0]);
 			if (chan_listener_after_fork(l, &err) < 0)
-				_exit(fail(EXIT_FAIL, "%s", err.msg));
+				_exit(tool_fail(EXIT_FAIL, "%s", err.msg));
 			_exit(recv_one(l, tls, o, seq - 1, pfd[1]));
 		}
 		close(pfd[1]);
@@ -727,35 +723,35 @@ static int cmd_recv(int argc, char **argv)
 		case 'j': o.json = true; break;
 		case 'h': fputs(usage_recv, stdout); return 0;
 		default:
-			return fail(EXIT_USAGE,
-			            "recv: unknown or incomplete option '%s' (see "
-			            "'hvmigrate recv --help')",
-			            argv[optind - 1]);
+			return tool_fail(EXIT_USAGE,
+			                 "recv: unknown or incomplete option '%s' (see "
+			                 "'hvmigrate recv --help')",
+			                 argv[optind - 1]);
 		}
 	}
 	if (optind != argc)
-		return fail(EXIT_USAGE, "recv: unexpected argument '%s'", argv[optind]);
+		return tool_fail(EXIT_USAGE, "recv: unexpected argument '%s'", argv[optind]);
 	if (!o.listen)
-		return fail(EXIT_USAGE, "recv: --listen ADDR is required");
+		return tool_fail(EXIT_USAGE, "recv: --listen ADDR is required");
 	if ((o.tls.cert || o.tls.key || o.tls.ca) && !(o.tls.cert && o.tls.key && o.tls.ca))
-		return fail(EXIT_USAGE,
-		            "recv: TLS needs all of --tls-cert, --tls-key and --tls-ca");
+		return tool_fail(EXIT_USAGE,
+		                 "recv: TLS needs all of --tls-cert, --tls-key and --tls-ca");
 	if (o.tls.peer_name && !o.tls.cert)
-		return fail(EXIT_USAGE, "recv: --tls-client-name needs TLS (--tls-cert ...)");
+		return tool_fail(EXIT_USAGE, "recv: --tls-client-name needs TLS (--tls-cert ...)");
 	if (o.paused && !o.control)
-		return fail(EXIT_USAGE,
-		            "recv: --paused needs --control: nothing could resume the VM");
+		return tool_fail(EXIT_USAGE,
+		                 "recv: --paused needs --control: nothing could resume the VM");
 	if (o.keep && o.accept_ms >= 0)
-		return fail(EXIT_USAGE, "recv: --timeout does not go with --keep-listening");
+		return tool_fail(EXIT_USAGE, "recv: --timeout does not go with --keep-listening");
 	if (chan_addr_parse(o.listen, &a, &err) < 0)
-		return fail(EXIT_USAGE, "--listen: %s", err.msg);
+		return tool_fail(EXIT_USAGE, "--listen: %s", err.msg);
 	if (o.tls.cert && !(tls = chan_tls_new(&o.tls, true, &err)))
-		return fail(EXIT_FAIL, "%s", err.msg);
+		return tool_fail(EXIT_FAIL, "%s", err.msg);
 	signal(SIGPIPE, SIG_IGN);
 	l = chan_listen(&a, &err);
 	if (!l) {
 		chan_tls_free(tls);
-		return fail(EXIT_FAIL, "%s", err.msg);
+		return tool_fail(EXIT_FAIL, "%s", err.msg);
 	}
 	if (a.tcp)
 		fprintf(stderr, "hvmigrate: listening on tcp:%s%s%s:%u%s\n",
@@ -773,8 +769,10 @@ static int cmd_recv(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	tool_init("hvmigrate");
 	if (argc < 2)
-		return fail(EXIT_USAGE, "missing command: send or recv (see 'hvmigrate --help')");
+		return tool_fail(EXIT_USAGE,
+		                 "missing command: send or recv (see 'hvmigrate --help')");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		fputs(usage_main, stdout);
 		return 0;
@@ -787,5 +785,5 @@ int main(int argc, char **argv)
 		return cmd_send(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "recv"))
 		return cmd_recv(argc - 1, argv + 1);
-	return fail(EXIT_USAGE, "unknown command '%s' (see 'hvmigrate --help')", argv[1]);
+	return tool_fail(EXIT_USAGE, "unknown command '%s' (see 'hvmigrate --help')", argv[1]);
 }

@@ -62,19 +62,20 @@ void progress_clear(struct progress *p)
 	p->shown = 0;
 }
 
-/* A CHECKPOINT progress event of domain @name: draw it. */
-static void checkpoint_event(struct progress *p, json_t *msg, const char *name)
+/* A progress event of @cmd ("checkpoint": CHECKPOINT, "save": SAVE) of domain @name. */
+static void op_event(struct progress *p, json_t *msg, const char *cmd, const char *name)
 {
 	json_t *d = json_object_get(msg, "data");
 	double done, total;
 
-	if (strcmp(json_string_value(json_object_get(msg, "event")) ?: "", "CHECKPOINT") ||
+	if (strcmp(json_string_value(json_object_get(msg, "event")) ?: "",
+	           strcmp(cmd, "save") ? "CHECKPOINT" : "SAVE") ||
 	    strcmp(json_string_value(json_object_get(d, "name")) ?: "", name) ||
 	    strcmp(json_string_value(json_object_get(d, "phase")) ?: "", "progress"))
 		return;
 	done = (double)json_integer_value(json_object_get(d, "pages_done"));
 	total = (double)json_integer_value(json_object_get(d, "pages_total"));
-	progress_draw(p, total > 0 ? done / total : 1, "%s: checkpoint %.1f of %.1f MiB ", name,
+	progress_draw(p, total > 0 ? done / total : 1, "%s: %s %.1f of %.1f MiB ", name, cmd,
 	              done / 256, total / 256);
 }
 
@@ -125,7 +126,7 @@ json_t *progress_call(struct ctlconn *c, int id, const char *cmd, json_t *args, 
 			json_decref(msg);
 			return NULL;
 		}
-		checkpoint_event(p, msg, name);
+		op_event(p, msg, cmd, name);
 		json_decref(msg);
 	}
 }

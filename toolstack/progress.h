@@ -40,8 +40,9 @@ void progress_draw(struct progress *p, double frac, const char *fmt, ...)
 void progress_clear(struct progress *p);
 
 /*
- * progress_call - ctlconn_call() of @cmd on hvd's socket, drawing @p from the CHECKPOINT
- * events with phase "progress" of domain @name until the reply comes, and erasing the
+ * progress_call - ctlconn_call() of @cmd ("checkpoint" or "save") on hvd's socket, drawing
+ * @p from the CHECKPOINT (or SAVE) events with phase "progress" of domain @name until the
+ * reply comes, and erasing the
  * line before returning, so that the caller prints its result on a clean line. Asks hvd
  * to `subscribe` first (id -@id). Returns the reply (the caller decrefs), or NULL with @err.
  */

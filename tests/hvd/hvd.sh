@@ -146,8 +146,15 @@ expect "back to running" '^running$' "$(state_of vm1)"
 
 # ---- save, restore ----
 before=$(last_pass vm1)
+"$HRAW" "$HVD_SOCKET" subscribe 3 >"$T/save-events" &
+sub=$!
+sleep 0.5
 out=$("$HVCTL" save vm1 "$T/vm1.hvs" 2>&1)
 expect "save" "^vm1: saved to $T/vm1.hvs" "$out"
+wait $sub
+expect "save: SAVE progress ends with every page done" \
+	'"event":"SAVE".*"name":"vm1","phase":"progress","pages_done":([0-9]+),"pages_total":\1\}' \
+	"$(grep '"SAVE"' "$T/save-events" | tail -n 1)"
 expect "list shows saved" '^saved$' "$(state_of vm1)"
 out=$("$HVCTL" restore "$T/vm1.hvs" 2>&1)
 expect "restore (name from the file)" '^vm1: running' "$out"
