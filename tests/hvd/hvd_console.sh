@@ -39,14 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-	echo "FAIL: $*"
-	FAILS=$((FAILS + 1))
-}
-ok() { echo "ok: $*"; }
-expect() {
-	if printf '%s\n' "$3" | grep -Eq -- "$2"; then ok "$1"; else fail "$1: no /$2/ in: $3"; fi
-}
+# fail, ok, expect; SIGTERM (meson's timeout) runs the EXIT trap too
+. "$(dirname "$0")/lib.sh"
 # wait_for FILE FIXED-STRING [SECS]: the file comes to contain the string.
 wait_for() {
 	for _ in $(seq $((${3:-10} * 20))); do

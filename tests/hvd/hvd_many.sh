@@ -28,13 +28,8 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-fail() {
-	echo "FAIL: $*"
-	FAILS=$((FAILS + 1))
-}
-ok() { echo "ok: $*"; }
+# fail, ok, expect; SIGTERM (meson's timeout) runs the EXIT trap too
+. "$(dirname "$0")/lib.sh"
 
 "$HVD" --foreground --state-dir "$ST" >>"$T/hvd.log" 2>&1 &
 HVD_PID=$!
