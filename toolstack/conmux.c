@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "toolstack/conmux.h"
+#include "toolstack/jsonl_server.h"
 
 #define CHUNK        16384 /* one read of guest output */
 #define CLIENT_QUEUE CONMUX_CLIENT_QUEUE
@@ -438,33 +439,6 @@ static void *conmux_thread(void *arg)
 	return NULL;
 }
 
-/* A socket file nobody accepts on is a leftover (a killed hv): remove it. */
-static int clear_stale(const char *path, struct hv_error *err)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat sb;
-	int fd, rc;
-
-	if (lstat(path, &sb) < 0)
-		return errno == ENOENT ? 0 : hv_fail(err, errno, "%s: %s", path, strerror(errno));
-	if (!S_ISSOCK(sb.st_mode))
-		return hv_fail(err, EEXIST, "%s: exists and is not a socket", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return hv_fail(err, errno, "%s: socket: %s", path, strerror(errno));
-	memcpy(sa.sun_path, path, strlen(path));
-	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	close(fd);
-	if (rc == 0)
-		return hv_fail(err, EADDRINUSE, "%s: in use by a running VM's console", path);
-	if (errno != ECONNREFUSED)
-		return hv_fail(err, errno, "%s: %s", path, strerror(errno));
-	if (unlink(path) < 0 && errno != ENOENT)
-		return hv_fail(err, errno, "%s: cannot remove stale socket: %s", path,
-		               strerror(errno));
-	return 0;
-}
-
 int conmux_listen(struct conmux *cm, const char *path, struct hv_error *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -479,7 +453,7 @@ int conmux_listen(struct conmux *cm, const char *path, struct hv_error *err)
 		return hv_fail(err, ENAMETOOLONG,
 		               "--console-socket '%s': a socket path must be 1 to %zu bytes", path,
 		               sizeof(sa.sun_path) - 1);
-	if (clear_stale(path, err) < 0)
+	if (jsonl_clear_stale(path, "in use by a running VM's console", err) < 0)
 		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)

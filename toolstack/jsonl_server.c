@@ -333,8 +333,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- the socket ---- */
 
-/* Make @path free for bind(): absent, or a socket nobody listens on (removed). */
-static int clear_stale(const char *path, const char *in_use, struct hv_error *err)
+int jsonl_clear_stale(const char *path, const char *in_use, struct hv_error *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat sb;
@@ -372,7 +371,7 @@ static int listen_on(struct jsonl_server *s, const char *path, struct hv_error *
 	if (!*path || strlen(path) >= sizeof(sa.sun_path))
 		return hv_fail(err, ENAMETOOLONG, "%s '%s': a socket path must be 1 to %zu bytes",
 		               s->cfg.option, path, sizeof(sa.sun_path) - 1);
-	if (clear_stale(path, s->cfg.in_use, err) < 0)
+	if (jsonl_clear_stale(path, s->cfg.in_use, err) < 0)
 		return -1;
 	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->lfd < 0)

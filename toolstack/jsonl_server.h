@@ -106,4 +106,13 @@ void jsonl_set_data(struct jsonl_client *c, void *data);
 /* jsonl_peer_pid - the peer's pid at connect (SO_PEERCRED), 0 if unknown. */
 pid_t jsonl_peer_pid(const struct jsonl_client *c);
 
+/*
+ * jsonl_clear_stale - make @path free for bind(): absent, or a socket nobody listens on,
+ * which is removed (a leftover of a killed process). Only a refused connect proves that
+ * nobody listens; a socket that answers fails with EADDRINUSE and "@path: @in_use", and
+ * anything else that is not a socket is left alone with an error. 0 or -1 with @err.
+ * Also serves sockets that are no JSON-lines server (conmux.c's console).
+ */
+int jsonl_clear_stale(const char *path, const char *in_use, struct hv_error *err);
+
 #endif
